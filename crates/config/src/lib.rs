@@ -1,0 +1,231 @@
+//! Where Cairn keeps its files and what `cairn.toml` says.
+//!
+//! Every other crate asks this one for a location instead of building paths itself, so
+//! that `CAIRN_ROOT` (tests, parallel runs) and the `[paths]` overrides apply everywhere.
+//! It does no I/O beyond reading `cairn.toml`.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot find a home directory: HOME is not set")]
+    NoHome,
+}
+
+/// The three roots plus the parsed configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `/etc/cairn`: configuration (cairn.toml, apps, trusted keys).
+    pub config_dir: PathBuf,
+    /// `/var/lib/cairn`: state (nodes, images, databases).
+    pub state_dir: PathBuf,
+    /// `/run/cairn`: sockets and instances.
+    pub run_dir: PathBuf,
+    pub registries: Registries,
+    pub cgroup: CgroupSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registries {
+    /// Registries that may be reached over plain HTTP (`host:port`); no other is.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupSettings {
+    /// Directory under which per-launch cgroups are made when the caller's own cgroup is
+    /// not writable (a delegated subtree for unprivileged users). For cgroup v1 this is a
+    /// path relative to each controller's mount, for v2 an absolute path.
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    paths: PathsSection,
+    #[serde(default)]
+    registries: Registries,
+    #[serde(default)]
+    cgroup: CgroupSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSection {
+    state: Option<PathBuf>,
+    run: Option<PathBuf>,
+}
+
+/// Environment facts that decide the default locations, gathered once so that the
+/// decision itself is a pure function (and testable).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub cairn_root: Option<PathBuf>,
+    pub euid: u32,
+    pub home: Option<PathBuf>,
+    pub xdg_config_home: Option<PathBuf>,
+    pub xdg_state_home: Option<PathBuf>,
+    pub xdg_runtime_dir: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Env {
+            cairn_root: var("CAIRN_ROOT"),
+            euid: current_euid(),
+            home: var("HOME"),
+            xdg_config_home: var("XDG_CONFIG_HOME"),
+            xdg_state_home: var("XDG_STATE_HOME"),
+            xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+        }
+    }
+}
+
+fn current_euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The default roots, before cairn.toml overrides.
+pub fn default_dirs(env: &Env) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
+    let prefix = |p: &str| -> PathBuf {
+        match &env.cairn_root {
+            Some(root) => root.join(p.trim_start_matches('/')),
+            None => PathBuf::from(p),
+        }
+    };
+    if env.euid == 0 {
+        return Ok((prefix("/etc/cairn"), prefix("/var/lib/cairn"), prefix("/run/cairn")));
+    }
+    if let Some(root) = &env.cairn_root {
+        // Unprivileged under CAIRN_ROOT: the same layout inside the root, so that tests
+        // read the same paths whoever runs them.
+        return Ok((root.join("etc/cairn"), root.join("var/lib/cairn"), root.join("run/cairn")));
+    }
+    let home = env.home.clone().ok_or(Error::NoHome)?;
+    let config = env.xdg_config_home.clone().unwrap_or_else(|| home.join(".config")).join("cairn");
+    let state = env.xdg_state_home.clone().unwrap_or_else(|| home.join(".local/state")).join("cairn");
+    let run = match &env.xdg_runtime_dir {
+        Some(dir) => dir.join("cairn"),
+        None => state.join("run"),
+    };
+    Ok((config, state, run))
+}
+
+impl Config {
+    /// Locations for this process, with `cairn.toml` applied.
+    pub fn load() -> Result<Config, Error> {
+        Config::load_with(&Env::from_process())
+    }
+
+    pub fn load_with(env: &Env) -> Result<Config, Error> {
+        let (config_dir, state_dir, run_dir) = default_dirs(env)?;
+        let path = config_dir.join("cairn.toml");
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<File>(&text)
+                .map_err(|e| Error::Parse { path: path.clone(), message: one_line(&e.to_string()) })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(source) => return Err(Error::Read { path, source }),
+        };
+        let rooted = |p: PathBuf| match &env.cairn_root {
+            Some(root) if p.is_absolute() => root.join(p.strip_prefix("/").unwrap_or(&p)),
+            _ => p,
+        };
+        Ok(Config {
+            state_dir: file.paths.state.map(rooted).unwrap_or(state_dir),
+            run_dir: file.paths.run.map(rooted).unwrap_or(run_dir),
+            config_dir,
+            registries: file.registries,
+            cgroup: file.cgroup,
+        })
+    }
+
+    /// Default directory for nodes created without an explicit parent path.
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.state_dir.join("nodes")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("cairn.toml")
+    }
+
+    /// The admin socket of the daemon.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.run_dir.join("cairn.sock")
+    }
+
+    /// True when `path` is inside this configuration's roots (used by tests and `rm` guards).
+    pub fn owns(&self, path: &Path) -> bool {
+        [&self.config_dir, &self.state_dir, &self.run_dir].iter().any(|root| path.starts_with(root))
+    }
+}
+
+/// toml's errors span several lines (a caret drawing); Cairn's errors are one line.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_uses_system_dirs() {
+        let env = Env { euid: 0, ..Env::default() };
+        let (c, s, r) = default_dirs(&env).unwrap();
+        assert_eq!((c, s, r), ("/etc/cairn".into(), "/var/lib/cairn".into(), "/run/cairn".into()));
+    }
+
+    #[test]
+    fn cairn_root_prefixes_everything() {
+        let env = Env { euid: 1000, cairn_root: Some("/tmp/x".into()), ..Env::default() };
+        let (c, s, r) = default_dirs(&env).unwrap();
+        assert_eq!(c, PathBuf::from("/tmp/x/etc/cairn"));
+        assert_eq!(s, PathBuf::from("/tmp/x/var/lib/cairn"));
+        assert_eq!(r, PathBuf::from("/tmp/x/run/cairn"));
+    }
+
+    #[test]
+    fn user_gets_xdg_dirs() {
+        let env = Env {
+            euid: 1000,
+            home: Some("/home/u".into()),
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Env::default()
+        };
+        let (c, s, r) = default_dirs(&env).unwrap();
+        assert_eq!(c, PathBuf::from("/home/u/.config/cairn"));
+        assert_eq!(s, PathBuf::from("/home/u/.local/state/cairn"));
+        assert_eq!(r, PathBuf::from("/run/user/1000/cairn"));
+    }
+
+    #[test]
+    fn toml_overrides_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env { euid: 0, cairn_root: Some(dir.path().into()), ..Env::default() };
+        std::fs::create_dir_all(dir.path().join("etc/cairn")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/cairn/cairn.toml"),
+            "[registries]\ninsecure = [\"127.0.0.1:5000\"]\n[paths]\nstate = \"/srv/state\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_with(&env).unwrap();
+        assert_eq!(cfg.registries.insecure, vec!["127.0.0.1:5000".to_string()]);
+        assert_eq!(cfg.state_dir, dir.path().join("srv/state"));
+
+        std::fs::write(dir.path().join("etc/cairn/cairn.toml"), "[registry]\nx=1\n").unwrap();
+        let err = Config::load_with(&env).unwrap_err().to_string();
+        assert!(err.contains("cairn.toml") && err.contains("registry"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

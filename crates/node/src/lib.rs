@@ -1,0 +1,1 @@
+//! Node trees (see ARCHITECTURE.md).
