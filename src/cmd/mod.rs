@@ -1,0 +1,9 @@
+//! One module per top-level command.
+
+pub mod conf;
+pub mod daemon;
+pub mod demo;
+pub mod image;
+pub mod key;
+pub mod node;
+pub mod run;

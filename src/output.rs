@@ -1,0 +1,67 @@
+//! Logging set-up and the one-line error format shared by every command.
+
+use std::io::IsTerminal;
+
+/// `-v`/`-q` pick the level; `CAIRN_LOG` (an env-filter string) overrides both.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = std::env::var("CAIRN_LOG").unwrap_or_else(|_| level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Prints `cairn: outer: inner: root cause` on one line.
+pub fn print_error(err: &anyhow::Error) {
+    let mut line = String::from("cairn: ");
+    for (i, cause) in err.chain().enumerate() {
+        if i > 0 {
+            line.push_str(": ");
+        }
+        line.push_str(&cause.to_string().replace('\n', " "));
+    }
+    eprintln!("{line}");
+}
+
+/// Prints rows as an aligned table with a header (human output of listing commands).
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let fmt_row = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    fmt_row(header.to_vec());
+    for row in rows {
+        fmt_row(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints a serializable value as one JSON document (the `--json` output of listings).
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
