@@ -1,0 +1,1 @@
+//! Per-node Debian packages (placeholder while the crate is written).
