@@ -1,0 +1,254 @@
+//! App configurations as far as the daemon needs them: which views an app plugs and
+//! which hooks it declares.
+//!
+//! The full app format belongs to the app-registration feature; this module reads only
+//! `node`, `confdb-plug` and `hooks` from `/etc/cairn/apps/NAME.yaml` and ignores every
+//! other key, so that both can evolve independently.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where an app's definition came from; decides whether unsandboxed hooks are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppSource {
+    /// An administrator-written file under `<config>/apps`.
+    Config,
+    /// An ephemeral session requested by `cairn run --confdb-plug`.
+    Session,
+}
+
+/// One plugged view: `acme/network/control-device` or `...:custodian`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plug {
+    /// The view in its `account/schema/view` text form.
+    pub view: String,
+    pub custodian: bool,
+}
+
+/// Hook commands (run with `sh -c`) of an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Hooks {
+    pub change_view: Option<String>,
+    pub observe_view: Option<String>,
+}
+
+/// What the daemon knows about one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    /// The node leaf the app (and so its hooks) runs in; `None` runs hooks unsandboxed.
+    pub node: Option<PathBuf>,
+    pub plugs: Vec<Plug>,
+    pub hooks: Hooks,
+    pub source: AppSource,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AppError {
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("invalid plug {plug:?}: {reason}")]
+    Plug { plug: String, reason: &'static str },
+    #[error("invalid app name {name:?}: expected lowercase letters, digits and dashes")]
+    Name { name: String },
+    #[error("cannot read {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AppFile {
+    node: Option<PathBuf>,
+    #[serde(default, rename = "confdb-plug")]
+    confdb_plug: Vec<String>,
+    #[serde(default)]
+    hooks: Hooks,
+}
+
+impl App {
+    /// The plug for `view` if the app has one (the access check).
+    pub fn plug(&self, view: &str) -> Option<&Plug> {
+        self.plugs.iter().find(|p| p.view == view)
+    }
+
+    /// Builds an app from the parts a session request carries.
+    pub fn new(
+        name: &str,
+        node: Option<PathBuf>,
+        plugs: &[String],
+        hooks: Hooks,
+        source: AppSource,
+    ) -> Result<App, AppError> {
+        check_name(name)?;
+        let plugs = plugs.iter().map(|p| parse_plug(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(App { name: name.to_string(), node, plugs, hooks, source })
+    }
+}
+
+/// App names become socket file names, so they are kept to a safe alphabet.
+pub fn check_name(name: &str) -> Result<(), AppError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok { Ok(()) } else { Err(AppError::Name { name: name.to_string() }) }
+}
+
+/// Parses `account/schema/view[:custodian]`.
+pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
+    let err = |reason| AppError::Plug { plug: text.to_string(), reason };
+    let (view, custodian) = match text.split_once(':') {
+        None => (text, false),
+        Some((view, "custodian")) => (view, true),
+        Some(_) => return Err(err("the only role after ':' is \"custodian\"")),
+    };
+    let parts: Vec<&str> = view.split('/').collect();
+    let segment_ok = |s: &&str| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if parts.len() != 3 || !parts.iter().all(segment_ok) {
+        return Err(err("expected ACCOUNT/SCHEMA/VIEW"));
+    }
+    Ok(Plug { view: view.to_string(), custodian })
+}
+
+/// Parses one app file's text (`name` comes from the file name).
+pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
+    let file: AppFile = serde_saphyr::from_str(text).map_err(|e| AppError::Invalid {
+        path: path.to_path_buf(),
+        reason: one_line(&e.to_string()),
+    })?;
+    let invalid = |reason: String| AppError::Invalid { path: path.to_path_buf(), reason };
+    check_name(name).map_err(|e| invalid(e.to_string()))?;
+    let plugs = file
+        .confdb_plug
+        .iter()
+        .map(|p| parse_plug(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("confdb-plug: {e}")))?;
+    Ok(App {
+        name: name.to_string(),
+        node: file.node,
+        plugs,
+        hooks: file.hooks,
+        source: AppSource::Config,
+    })
+}
+
+/// Loads every `*.yaml` in `dir` (a missing directory means no apps). A broken file is
+/// reported and skipped so that one bad app cannot take the others' sockets away.
+pub fn load_dir(dir: &Path) -> (BTreeMap<String, App>, Vec<AppError>) {
+    let mut apps = BTreeMap::new();
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (apps, errors),
+        Err(e) => {
+            errors.push(AppError::Read { path: dir.to_path_buf(), reason: e.to_string() });
+            return (apps, errors);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") || !path.is_file() {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            continue;
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(AppError::Read { path, reason: e.to_string() });
+                continue;
+            }
+        };
+        match parse_app(&name, &path, &text) {
+            Ok(app) if app.plugs.is_empty() => {} // no confdb access: no socket needed
+            Ok(app) => {
+                apps.insert(name, app);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (apps, errors)
+}
+
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_plugs_hooks_and_ignores_unknown_keys() {
+        let text = "node: /n/leaf\nimage: x\nconfdb-plug:\n  - acme/network/control-device\n  - acme/network/control-tunnel:custodian\nhooks:\n  change-view: ./check\n";
+        let app = parse_app("vpn", Path::new("vpn.yaml"), text).unwrap();
+        assert_eq!(app.node.as_deref(), Some(Path::new("/n/leaf")));
+        assert_eq!(app.plugs.len(), 2);
+        assert!(!app.plugs[0].custodian);
+        assert!(app.plugs[1].custodian);
+        assert_eq!(app.plug("acme/network/control-tunnel").map(|p| p.custodian), Some(true));
+        assert!(app.plug("acme/network/other").is_none());
+        assert_eq!(app.hooks.change_view.as_deref(), Some("./check"));
+        assert_eq!(app.hooks.observe_view, None);
+    }
+
+    #[test]
+    fn bad_plug_names_the_file_and_the_plug() {
+        let err = parse_app("x", Path::new("/e/x.yaml"), "confdb-plug: [acme/network]\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/e/x.yaml: confdb-plug: invalid plug \"acme/network\": expected ACCOUNT/SCHEMA/VIEW"
+        );
+        let err = parse_plug("a/b/c:owner").unwrap_err().to_string();
+        assert!(err.contains("custodian"), "{err}");
+    }
+
+    #[test]
+    fn load_dir_skips_broken_and_plugless_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.yaml"), "confdb-plug: [a/b/c]\n").unwrap();
+        std::fs::write(dir.path().join("none.yaml"), "node: /x\n").unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "confdb-plug: [nope]\n").unwrap();
+        std::fs::write(dir.path().join("Bad_Name.yaml"), "confdb-plug: [a/b/c]\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let (apps, errors) = load_dir(dir.path());
+        assert_eq!(apps.keys().collect::<Vec<_>>(), vec!["good"]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let (apps, errors) = load_dir(&dir.path().join("missing"));
+        assert!(apps.is_empty() && errors.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn plug_text_round_trips(
+            a in "[a-z0-9][a-z0-9-]{0,8}", s in "[a-z0-9][a-z0-9-]{0,8}",
+            v in "[a-z0-9][a-z0-9-]{0,8}", custodian: bool,
+        ) {
+            let view = format!("{a}/{s}/{v}");
+            let text = if custodian { format!("{view}:custodian") } else { view.clone() };
+            let plug = parse_plug(&text).unwrap();
+            prop_assert_eq!(plug.view, view);
+            prop_assert_eq!(plug.custodian, custodian);
+        }
+
+        #[test]
+        fn plug_parser_never_panics(text in ".{0,40}") {
+            let _ = parse_plug(&text);
+        }
+
+        #[test]
+        fn names_with_bad_bytes_are_refused(name in "[a-z]{0,4}[A-Z/._ ][a-z]{0,4}") {
+            prop_assert!(check_name(&name).is_err());
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The Cairn device daemon and its client.
+//!
+//! The daemon ([`server`]) serves confdb (crate `cairn-confdb`) as an HTTP/JSON API on
+//! Unix sockets: the admin socket `<run>/cairn.sock` for root, the daemon's user and group
+//! `cairn`, and one restricted socket per app (`<run>/apps/<app>.sock`) that grants exactly
+//! the views the app plugs. The daemon knows the caller by the socket that accepted the
+//! connection. It runs custodian hooks (change-view, observe-view) and streams changes.
+//! The [`client`] module is the blocking client used by `cairn conf` and `cairn run`.
+//!
+//! It does not parse schemas, validate data or store anything itself (that is
+//! `cairn-confdb`), does not build sandboxes (hooks of sandboxed apps run through
+//! `cairn run`), and reads only the confdb-related keys of app configs.
+
+pub mod apps;
+pub mod client;
+pub mod peer;
+
+use std::path::PathBuf;
+
+pub use client::{Client, Session, open_session};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the daemon at {}: {reason} (start it with `cairn daemon`)", socket.display())]
+    Unreachable { socket: PathBuf, reason: String },
+    /// An error the daemon answered with; its message is already user-facing.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    #[error("unexpected answer from the daemon at {}: {reason}", socket.display())]
+    BadResponse { socket: PathBuf, reason: String },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen { path: PathBuf, source: std::io::Error },
+    #[error("cannot prepare {}: {source}", path.display())]
+    Prepare { path: PathBuf, source: std::io::Error },
+}
