@@ -13,6 +13,7 @@
 
 pub mod apps;
 pub mod client;
+pub mod hooks;
 pub mod peer;
 
 use std::path::PathBuf;
