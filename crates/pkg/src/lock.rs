@@ -1,0 +1,66 @@
+//! Per-node package locks (`flock` on `var/lib/dpkg/lock-cairn`).
+//!
+//! The node being changed is locked exclusively; the nodes whose databases are only read
+//! (ancestors, descendants) are locked shared. Locks are always taken root-first (by path
+//! depth), so two commands on different nodes of one family cannot deadlock.
+
+use crate::error::{Error, Result};
+use crate::layout::NodePaths;
+use crate::progress::Event;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::path::PathBuf;
+
+/// Held locks; dropping it releases them.
+#[derive(Debug)]
+pub struct Locks {
+    _held: Vec<Flock<File>>,
+}
+
+/// Locks `exclusive` exclusively and every path in `shared` shared, root-first.
+pub fn lock_nodes(
+    exclusive: &NodePaths,
+    shared: &[NodePaths],
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Locks> {
+    let mut wanted: Vec<(PathBuf, bool)> = shared.iter().map(|p| (p.lock(), false)).collect();
+    wanted.push((exclusive.lock(), true));
+    wanted.sort_by_key(|(path, _)| path.components().count());
+    let mut held = Vec::new();
+    for (path, is_exclusive) in wanted {
+        held.push(lock_one(&path, is_exclusive, progress)?);
+    }
+    Ok(Locks { _held: held })
+}
+
+fn lock_one(
+    path: &std::path::Path,
+    exclusive: bool,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Flock<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io(path))?;
+    let (try_arg, wait_arg) = if exclusive {
+        (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive)
+    } else {
+        (FlockArg::LockSharedNonblock, FlockArg::LockShared)
+    };
+    let file = match Flock::lock(file, try_arg) {
+        Ok(lock) => return Ok(lock),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
+        Err((_, errno)) => return Err(Error::Io { path: path.to_path_buf(), source: errno.into() }),
+    };
+    let node = path.ancestors().nth(4).unwrap_or(path);
+    progress(Event::WaitingForLock { node });
+    Flock::lock(file, wait_arg).map_err(|(_, errno)| Error::Io {
+        path: path.to_path_buf(),
+        source: errno.into(),
+    })
+}
