@@ -1,0 +1,30 @@
+//! Cairn's OCI image store: pull images from registries (OCI distribution API) and import
+//! OCI layouts and docker-archives, keep every layer once by digest, unpacked once in
+//! overlayfs form, and hand launchers the ordered layer directories and runtime config of
+//! an image ([`ImageStore::rootfs`]).
+//!
+//! It does not mount or run anything (app launches do), does not push, and does not
+//! authenticate to registries (anonymous pulls only).
+
+mod digest;
+mod error;
+mod fsutil;
+pub mod hostile;
+mod import;
+mod index;
+pub mod manifest;
+mod progress;
+mod pull;
+mod store;
+pub mod tarstream;
+pub mod testkit;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use import::Imported;
+pub use index::ImageRecord;
+pub use manifest::RuntimeConfig;
+pub use progress::{Progress, human_bytes};
+pub use pull::{PullOptions, PullReport};
+pub use store::{GcReport, ImageDetails, ImageStore, ImageSummary, Rootfs, normalize_reference};
