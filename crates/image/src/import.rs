@@ -217,7 +217,9 @@ fn image_key(name: Option<String>, shown: &Path, digest: &Digest) -> Result<Stri
     };
     if !name.contains('/') && !name.contains(':') && !name.contains('@') {
         let stem = shown.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_else(|| "image".into());
-        let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
+        let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let stem = stem.trim_matches('-');
+        let stem = if stem.is_empty() { "image" } else { stem };
         return normalize_reference(&format!("localhost/{stem}:{name}"));
     }
     normalize_reference(&name)
