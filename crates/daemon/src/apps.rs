@@ -81,8 +81,17 @@ impl App {
         source: AppSource,
     ) -> Result<App, AppError> {
         check_name(name)?;
-        let plugs = plugs.iter().map(|p| parse_plug(p)).collect::<Result<Vec<_>, _>>()?;
-        Ok(App { name: name.to_string(), node, plugs, hooks, source })
+        let plugs = plugs
+            .iter()
+            .map(|p| parse_plug(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(App {
+            name: name.to_string(),
+            node,
+            plugs,
+            hooks,
+            source,
+        })
     }
 }
 
@@ -90,14 +99,25 @@ impl App {
 pub fn check_name(name: &str) -> Result<(), AppError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-');
-    if ok { Ok(()) } else { Err(AppError::Name { name: name.to_string() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::Name {
+            name: name.to_string(),
+        })
+    }
 }
 
 /// Parses `account/schema/view[:custodian]`.
 pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
-    let err = |reason| AppError::Plug { plug: text.to_string(), reason };
+    let err = |reason| AppError::Plug {
+        plug: text.to_string(),
+        reason,
+    };
     let (view, custodian) = match text.split_once(':') {
         None => (text, false),
         Some((view, "custodian")) => (view, true),
@@ -106,12 +126,16 @@ pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
     let parts: Vec<&str> = view.split('/').collect();
     let segment_ok = |s: &&str| {
         !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if parts.len() != 3 || !parts.iter().all(segment_ok) {
         return Err(err("expected ACCOUNT/SCHEMA/VIEW"));
     }
-    Ok(Plug { view: view.to_string(), custodian })
+    Ok(Plug {
+        view: view.to_string(),
+        custodian,
+    })
 }
 
 /// Parses one app file's text (`name` comes from the file name).
@@ -120,7 +144,10 @@ pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
         path: path.to_path_buf(),
         reason: one_line(&e.to_string()),
     })?;
-    let invalid = |reason: String| AppError::Invalid { path: path.to_path_buf(), reason };
+    let invalid = |reason: String| AppError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
     check_name(name).map_err(|e| invalid(e.to_string()))?;
     let plugs = file
         .confdb_plug
@@ -146,7 +173,10 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<String, App>, Vec<AppError>) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (apps, errors),
         Err(e) => {
-            errors.push(AppError::Read { path: dir.to_path_buf(), reason: e.to_string() });
+            errors.push(AppError::Read {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            });
             return (apps, errors);
         }
     };
@@ -156,13 +186,20 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<String, App>, Vec<AppError>) {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") || !path.is_file() {
             continue;
         }
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) => {
-                errors.push(AppError::Read { path, reason: e.to_string() });
+                errors.push(AppError::Read {
+                    path,
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
@@ -194,7 +231,10 @@ mod tests {
         assert_eq!(app.plugs.len(), 2);
         assert!(!app.plugs[0].custodian);
         assert!(app.plugs[1].custodian);
-        assert_eq!(app.plug("acme/network/control-tunnel").map(|p| p.custodian), Some(true));
+        assert_eq!(
+            app.plug("acme/network/control-tunnel").map(|p| p.custodian),
+            Some(true)
+        );
         assert!(app.plug("acme/network/other").is_none());
         assert_eq!(app.hooks.change_view.as_deref(), Some("./check"));
         assert_eq!(app.hooks.observe_view, None);

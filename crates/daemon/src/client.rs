@@ -23,7 +23,9 @@ pub fn choose_socket(admin: &Path) -> PathBuf {
     if std::os::unix::net::UnixStream::connect(admin).is_ok() {
         return admin.to_path_buf();
     }
-    let from_env = std::env::var_os("CAIRN_SOCKET").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = std::env::var_os("CAIRN_SOCKET")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     for candidate in from_env.into_iter().chain([PathBuf::from(SANDBOX_SOCKET)]) {
         if candidate != admin && candidate.exists() {
             return candidate;
@@ -45,7 +47,10 @@ impl Client {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        Ok(Client { socket: socket.to_path_buf(), runtime })
+        Ok(Client {
+            socket: socket.to_path_buf(),
+            runtime,
+        })
     }
 
     pub fn socket(&self) -> &Path {
@@ -60,7 +65,8 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<serde_json::Value, Error> {
-        self.runtime.block_on(request_json(&self.socket, method, path, body))
+        self.runtime
+            .block_on(request_json(&self.socket, method, path, body))
     }
 
     /// A streaming GET: `on_line` gets each line of the body until it returns false or
@@ -70,16 +76,23 @@ impl Client {
         path: &str,
         on_line: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(), Error> {
-        self.runtime.block_on(stream_lines(&self.socket, path, on_line))
+        self.runtime
+            .block_on(stream_lines(&self.socket, path, on_line))
     }
 }
 
 fn unreachable(socket: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Unreachable { socket: socket.to_path_buf(), reason: crate::apps::one_line(&reason.to_string()) }
+    Error::Unreachable {
+        socket: socket.to_path_buf(),
+        reason: crate::apps::one_line(&reason.to_string()),
+    }
 }
 
 fn bad_response(socket: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::BadResponse { socket: socket.to_path_buf(), reason: crate::apps::one_line(&reason.to_string()) }
+    Error::BadResponse {
+        socket: socket.to_path_buf(),
+        reason: crate::apps::one_line(&reason.to_string()),
+    }
 }
 
 async fn send(
@@ -88,21 +101,29 @@ async fn send(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| unreachable(socket, e))?;
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| unreachable(socket, e))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(socket, e))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut builder = Request::builder().method(method).uri(path).header("host", "cairn");
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "cairn");
     if body.is_some() {
         builder = builder.header("content-type", "application/json");
     }
     let request = builder
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| bad_response(socket, e))?;
-    sender.send_request(request).await.map_err(|e| unreachable(socket, e))
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(socket, e))
 }
 
 /// Turns a non-success answer into the daemon's one-line message.
@@ -110,10 +131,11 @@ fn api_error(socket: &Path, status: StatusCode, body: &[u8]) -> Error {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| {
-            format!("the daemon at {} answered {status}", socket.display())
-        });
-    Error::Api { status: status.as_u16(), message }
+        .unwrap_or_else(|| format!("the daemon at {} answered {status}", socket.display()));
+    Error::Api {
+        status: status.as_u16(),
+        message,
+    }
 }
 
 pub(crate) async fn request_json(
@@ -148,13 +170,19 @@ async fn stream_lines(
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
-        let bytes = body.collect().await.map_err(|e| bad_response(socket, e))?.to_bytes();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| bad_response(socket, e))?
+            .to_bytes();
         return Err(api_error(socket, status, &bytes));
     }
     let mut pending: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| bad_response(socket, e))?;
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         pending.extend_from_slice(data);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
@@ -186,7 +214,11 @@ pub struct Session {
 pub fn open_session(admin_socket: &Path, node: &Path, plugs: &[String]) -> Result<Session, Error> {
     let client = Client::new(admin_socket)?;
     let body = serde_json::json!({ "node": node, "plugs": plugs });
-    let answer = client.call(Method::POST, "/v1/sessions", Some(body.to_string().into_bytes()))?;
+    let answer = client.call(
+        Method::POST,
+        "/v1/sessions",
+        Some(body.to_string().into_bytes()),
+    )?;
     let field = |name: &str| {
         answer
             .get(name)
@@ -205,7 +237,11 @@ impl Session {
     /// Ends the session: the daemon removes its socket and forgets its plugs.
     pub fn close(self) -> Result<(), Error> {
         let client = Client::new(&self.admin_socket)?;
-        client.call(Method::DELETE, &format!("/v1/sessions/{}", encode(&self.id)), None)?;
+        client.call(
+            Method::DELETE,
+            &format!("/v1/sessions/{}", encode(&self.id)),
+            None,
+        )?;
         Ok(())
     }
 }
@@ -219,8 +255,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("cairn.sock");
         let client = Client::new(&socket).unwrap();
-        let err = client.call(Method::GET, "/v1/schemas", None).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("cannot reach the daemon at {}: ", socket.display())), "{err}");
+        let err = client
+            .call(Method::GET, "/v1/schemas", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot reach the daemon at {}: ",
+                socket.display()
+            )),
+            "{err}"
+        );
         assert!(err.ends_with("(start it with `cairn daemon`)"), "{err}");
     }
 
@@ -228,7 +273,11 @@ mod tests {
     fn choose_socket_prefers_a_listening_admin_socket() {
         let dir = tempfile::tempdir().unwrap();
         let admin = dir.path().join("admin.sock");
-        assert_eq!(choose_socket(&admin), admin, "nothing exists: the admin socket is named");
+        assert_eq!(
+            choose_socket(&admin),
+            admin,
+            "nothing exists: the admin socket is named"
+        );
         let _listener = std::os::unix::net::UnixListener::bind(&admin).unwrap();
         assert_eq!(choose_socket(&admin), admin);
     }

@@ -33,9 +33,17 @@ pub enum HookError {
     #[error("rejected by custodian {app:?}: {message}")]
     Rejected { app: String, message: String },
     #[error("{kind} hook of app {app:?} failed: {reason}")]
-    Failed { app: String, kind: &'static str, reason: String },
+    Failed {
+        app: String,
+        kind: &'static str,
+        reason: String,
+    },
     #[error("{kind} hook of app {app:?} did not finish within {secs} s")]
-    TimedOut { app: String, kind: &'static str, secs: u64 },
+    TimedOut {
+        app: String,
+        kind: &'static str,
+        secs: u64,
+    },
 }
 
 /// How hooks are started.
@@ -71,7 +79,9 @@ impl HookRunner {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| failed(format!("cannot start: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| failed(format!("cannot start: {e}")))?;
         let pid = child.id();
         let input = data.to_string().into_bytes();
         let stdin = child.stdin.take();
@@ -100,9 +110,16 @@ impl HookRunner {
         };
         if !output.status.success() {
             let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-            let message = if stderr.is_empty() { output.status.to_string() } else { stderr };
+            let message = if stderr.is_empty() {
+                output.status.to_string()
+            } else {
+                stderr
+            };
             return Err(match kind {
-                HookKind::ChangeView => HookError::Rejected { app: app.name.clone(), message },
+                HookKind::ChangeView => HookError::Rejected {
+                    app: app.name.clone(),
+                    message,
+                },
                 HookKind::ObserveView => failed(message),
             });
         }
@@ -132,7 +149,13 @@ impl HookRunner {
 
 fn sandboxed(exe: &Path, node: &Path, command: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("run").arg("--node").arg(node).arg("--").arg("sh").arg("-c").arg(command);
+    cmd.arg("run")
+        .arg("--node")
+        .arg(node)
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(command);
     cmd
 }
 
@@ -163,13 +186,22 @@ mod tests {
     }
 
     fn runner(timeout_ms: u64) -> HookRunner {
-        HookRunner { exe: "/bin/false".into(), timeout: Duration::from_millis(timeout_ms) }
+        HookRunner {
+            exe: "/bin/false".into(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
     }
 
     async fn change(cmd: &str) -> Result<Option<serde_json::Value>, HookError> {
         let data = json!({"peers": ["10.0.0.1"]});
         runner(5000)
-            .run(&app(None, AppSource::Config), HookKind::ChangeView, cmd, "a/b/c", &data)
+            .run(
+                &app(None, AppSource::Config),
+                HookKind::ChangeView,
+                cmd,
+                "a/b/c",
+                &data,
+            )
             .await
     }
 
@@ -178,16 +210,24 @@ mod tests {
         let out = change(r#"read -r d; printf '{"seen":%s,"view":"%s"}' "$d" "$CAIRN_VIEW""#)
             .await
             .unwrap();
-        assert_eq!(out, Some(json!({"seen": {"peers": ["10.0.0.1"]}, "view": "a/b/c"})));
+        assert_eq!(
+            out,
+            Some(json!({"seen": {"peers": ["10.0.0.1"]}, "view": "a/b/c"}))
+        );
         assert_eq!(change("cat >/dev/null").await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn hook_rejection_carries_its_message() {
-        let err = change("echo 'peer 10.0.0.1 is banned' >&2; exit 3").await.unwrap_err();
+        let err = change("echo 'peer 10.0.0.1 is banned' >&2; exit 3")
+            .await
+            .unwrap_err();
         assert_eq!(
             err,
-            HookError::Rejected { app: "vpn".into(), message: "peer 10.0.0.1 is banned".into() }
+            HookError::Rejected {
+                app: "vpn".into(),
+                message: "peer 10.0.0.1 is banned".into()
+            }
         );
         let err = change("echo not-json").await.unwrap_err().to_string();
         assert!(err.contains("printed invalid JSON"), "{err}");
@@ -200,13 +240,22 @@ mod tests {
         let cmd = format!("(sleep 2; touch {}) & sleep 30", marker.display());
         let started = std::time::Instant::now();
         let err = runner(300)
-            .run(&app(None, AppSource::Config), HookKind::ChangeView, &cmd, "a/b/c", &json!({}))
+            .run(
+                &app(None, AppSource::Config),
+                HookKind::ChangeView,
+                &cmd,
+                "a/b/c",
+                &json!({}),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, HookError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(!marker.exists(), "the hook's background child outlived the kill");
+        assert!(
+            !marker.exists(),
+            "the hook's background child outlived the kill"
+        );
     }
 
     #[tokio::test]
@@ -216,17 +265,35 @@ mod tests {
         std::fs::write(&fake, "#!/bin/sh\necho \"$@\" >&2\nexit 1\n").unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let runner = HookRunner { exe: fake, timeout: Duration::from_secs(5) };
+        let runner = HookRunner {
+            exe: fake,
+            timeout: Duration::from_secs(5),
+        };
         let err = runner
-            .run(&app(Some("/n/leaf"), AppSource::Config), HookKind::ChangeView, "x y", "a/b/c", &json!(1))
+            .run(
+                &app(Some("/n/leaf"), AppSource::Config),
+                HookKind::ChangeView,
+                "x y",
+                "a/b/c",
+                &json!(1),
+            )
             .await
             .unwrap_err();
         assert_eq!(
             err,
-            HookError::Rejected { app: "vpn".into(), message: "run --node /n/leaf -- sh -c x y".into() }
+            HookError::Rejected {
+                app: "vpn".into(),
+                message: "run --node /n/leaf -- sh -c x y".into()
+            }
         );
         let err = runner
-            .run(&app(None, AppSource::Session), HookKind::ChangeView, "true", "a/b/c", &json!(1))
+            .run(
+                &app(None, AppSource::Session),
+                HookKind::ChangeView,
+                "true",
+                "a/b/c",
+                &json!(1),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, HookError::Failed { .. }), "{err}");

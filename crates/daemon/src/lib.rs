@@ -10,15 +10,20 @@
 //! It does not parse schemas, validate data or store anything itself (that is
 //! `cairn-confdb`), does not build sandboxes (hooks of sandboxed apps run through
 //! `cairn run`), and reads only the confdb-related keys of app configs.
+// Tests may unwrap: a panic there is a failing test, not a crash.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod apps;
 pub mod client;
 pub mod hooks;
 pub mod peer;
+pub mod server;
 
 use std::path::PathBuf;
 
 pub use client::{Client, Session, open_session};
+pub use server::{Daemon, DaemonOptions, admin_socket, run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,7 +37,17 @@ pub enum Error {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot listen on {}: {source}", path.display())]
-    Listen { path: PathBuf, source: std::io::Error },
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another daemon is already listening on {}", socket.display())]
+    AlreadyRunning { socket: PathBuf },
+    #[error(transparent)]
+    Confdb(#[from] cairn_confdb::Error),
     #[error("cannot prepare {}: {source}", path.display())]
-    Prepare { path: PathBuf, source: std::io::Error },
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -16,9 +16,17 @@ pub struct PeerInfo {
 impl Connected<IncomingStream<'_, UnixListener>> for PeerInfo {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
         match stream.io().peer_cred() {
-            Ok(cred) => PeerInfo { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() },
+            Ok(cred) => PeerInfo {
+                uid: cred.uid(),
+                gid: cred.gid(),
+                pid: cred.pid(),
+            },
             // Unknown credentials must never pass the check: u32::MAX is no real user.
-            Err(_) => PeerInfo { uid: u32::MAX, gid: u32::MAX, pid: None },
+            Err(_) => PeerInfo {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: None,
+            },
         }
     }
 }
@@ -33,8 +41,14 @@ pub struct AdminPolicy {
 
 impl AdminPolicy {
     pub fn for_this_process() -> AdminPolicy {
-        let cairn_gid = nix::unistd::Group::from_name("cairn").ok().flatten().map(|g| g.gid.as_raw());
-        AdminPolicy { daemon_uid: nix::unistd::geteuid().as_raw(), cairn_gid }
+        let cairn_gid = nix::unistd::Group::from_name("cairn")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
+        AdminPolicy {
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            cairn_gid,
+        }
     }
 
     pub fn allows(&self, peer: &PeerInfo) -> bool {
@@ -44,8 +58,13 @@ impl AdminPolicy {
         if peer.uid == 0 || peer.uid == self.daemon_uid {
             return true;
         }
-        let Some(gid) = self.cairn_gid else { return false };
-        peer.gid == gid || peer.pid.is_some_and(|pid| supplementary_groups(pid).contains(&gid))
+        let Some(gid) = self.cairn_gid else {
+            return false;
+        };
+        peer.gid == gid
+            || peer
+                .pid
+                .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
     }
 }
 
@@ -61,7 +80,11 @@ fn parse_groups_line(status: &str) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|rest| rest.split_whitespace().filter_map(|g| g.parse().ok()).collect())
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -71,20 +94,33 @@ mod tests {
 
     #[test]
     fn policy_allows_root_self_and_group_members_only() {
-        let policy = AdminPolicy { daemon_uid: 1000, cairn_gid: Some(500) };
-        let peer = |uid, gid| PeerInfo { uid, gid, pid: None };
+        let policy = AdminPolicy {
+            daemon_uid: 1000,
+            cairn_gid: Some(500),
+        };
+        let peer = |uid, gid| PeerInfo {
+            uid,
+            gid,
+            pid: None,
+        };
         assert!(policy.allows(&peer(0, 0)));
         assert!(policy.allows(&peer(1000, 1000)));
         assert!(policy.allows(&peer(1001, 500)));
         assert!(!policy.allows(&peer(1001, 1001)));
         assert!(!policy.allows(&peer(u32::MAX, 500)));
-        let no_group = AdminPolicy { daemon_uid: 1000, cairn_gid: None };
+        let no_group = AdminPolicy {
+            daemon_uid: 1000,
+            cairn_gid: None,
+        };
         assert!(!no_group.allows(&peer(1001, 500)));
     }
 
     #[test]
     fn groups_line_is_parsed() {
-        assert_eq!(parse_groups_line("Name:\tx\nGroups:\t4 24 500 \nX: 1"), vec![4, 24, 500]);
+        assert_eq!(
+            parse_groups_line("Name:\tx\nGroups:\t4 24 500 \nX: 1"),
+            vec![4, 24, 500]
+        );
         assert!(parse_groups_line("Name: x").is_empty());
     }
 
