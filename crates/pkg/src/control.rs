@@ -23,7 +23,11 @@ impl Paragraph {
 
     /// Replaces the field in place, or appends it when absent.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .fields
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value.to_string(),
             None => self.fields.push((name.to_string(), value.to_string())),
         }
@@ -37,7 +41,8 @@ impl Paragraph {
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(after))
             .map_or(self.fields.len(), |i| i + 1);
-        self.fields.insert(at, (name.to_string(), value.to_string()));
+        self.fields
+            .insert(at, (name.to_string(), value.to_string()));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -108,7 +113,9 @@ pub fn parse_paragraphs(text: &str, origin: &Path) -> Result<Vec<Paragraph>> {
             if name.is_empty() || name.contains(char::is_whitespace) {
                 return Err(bad("bad field name"));
             }
-            current.fields.push((name.to_string(), value.trim().to_string()));
+            current
+                .fields
+                .push((name.to_string(), value.trim().to_string()));
         }
     }
     if !current.is_empty() {
@@ -130,14 +137,21 @@ pub fn parse_relations(field: &str) -> Vec<Vec<Relation>> {
     field
         .split(',')
         .filter(|group| !group.trim().is_empty())
-        .map(|group| group.split('|').filter_map(parse_one_relation).collect::<Vec<_>>())
+        .map(|group| {
+            group
+                .split('|')
+                .filter_map(parse_one_relation)
+                .collect::<Vec<_>>()
+        })
         .filter(|group| !group.is_empty())
         .collect()
 }
 
 fn parse_one_relation(text: &str) -> Option<Relation> {
     let text = text.trim();
-    let end = text.find(|c: char| c.is_whitespace() || "([<".contains(c)).unwrap_or(text.len());
+    let end = text
+        .find(|c: char| c.is_whitespace() || "([<".contains(c))
+        .unwrap_or(text.len());
     let name = text[..end].split(':').next().unwrap_or("").to_string();
     if name.is_empty() {
         return None;
@@ -167,13 +181,19 @@ mod tests {
         assert_eq!(ps[0].get("Description"), Some("short\n long line\n ."));
         assert!(ps[0].is_installed());
         assert!(!ps[1].is_installed());
-        assert_eq!(ps[0].to_text(), text.split("\n\n").next().unwrap().to_string() + "\n");
+        assert_eq!(
+            ps[0].to_text(),
+            text.split("\n\n").next().unwrap().to_string() + "\n"
+        );
     }
 
     #[test]
     fn rejects_garbage_with_line_number() {
         let err = parse_paragraphs("Package: a\nno colon here\n", Path::new("/x/status"));
-        assert_eq!(err.unwrap_err().to_string(), "/x/status:2: expected \"Field: value\"");
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "/x/status:2: expected \"Field: value\""
+        );
         let err = parse_paragraphs(" leading\n", Path::new("s")).unwrap_err();
         assert!(err.to_string().contains("continuation"), "{err}");
     }
@@ -191,9 +211,14 @@ mod tests {
 
     #[test]
     fn insert_after_places_status_second() {
-        let mut p = parse_paragraphs("Package: a\nVersion: 1\n", Path::new("c")).unwrap().remove(0);
+        let mut p = parse_paragraphs("Package: a\nVersion: 1\n", Path::new("c"))
+            .unwrap()
+            .remove(0);
         p.insert_after("Package", "Status", "install ok installed");
-        assert_eq!(p.to_text(), "Package: a\nStatus: install ok installed\nVersion: 1\n");
+        assert_eq!(
+            p.to_text(),
+            "Package: a\nStatus: install ok installed\nVersion: 1\n"
+        );
     }
 
     fn field_name() -> impl Strategy<Value = String> {
@@ -207,7 +232,11 @@ mod tests {
         )
             .prop_map(|(first, rest)| {
                 let first = first.trim().to_string();
-                let mut v = if first.is_empty() { "x".to_string() } else { first };
+                let mut v = if first.is_empty() {
+                    "x".to_string()
+                } else {
+                    first
+                };
                 for line in rest {
                     if !line.trim().is_empty() {
                         v.push('\n');

@@ -31,7 +31,10 @@ impl Db {
         let status = paths.status();
         let text = read_optional(&status)?.unwrap_or_default();
         let paragraphs = parse_paragraphs(&text, &status)?;
-        Ok(Db { paths: paths.clone(), paragraphs })
+        Ok(Db {
+            paths: paths.clone(),
+            paragraphs,
+        })
     }
 
     /// Packages in dpkg's "installed" state.
@@ -67,13 +70,19 @@ impl Db {
     }
 
     fn info_path(&self, paragraph: &Paragraph, suffix: &str) -> PathBuf {
-        self.paths.info().join(format!("{}.{suffix}", info_name(paragraph)))
+        self.paths
+            .info()
+            .join(format!("{}.{suffix}", info_name(paragraph)))
     }
 
     /// Reads the `.list` of an installed package (empty when dpkg never wrote one).
     pub fn file_list(&self, paragraph: &Paragraph) -> Result<Vec<String>> {
         let text = read_optional(&self.info_path(paragraph, "list"))?.unwrap_or_default();
-        Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+        Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Reads `.md5sums` as `(hash, relative path)`.
@@ -88,13 +97,21 @@ impl Db {
         let mut list = files.list.join("\n");
         list.push('\n');
         write_atomic(&self.info_path(paragraph, "list"), list.as_bytes(), 0o644)?;
-        let md5: String = files.md5sums.iter().map(|(h, p)| format!("{h}  {p}\n")).collect();
+        let md5: String = files
+            .md5sums
+            .iter()
+            .map(|(h, p)| format!("{h}  {p}\n"))
+            .collect();
         write_atomic(&self.info_path(paragraph, "md5sums"), md5.as_bytes(), 0o644)?;
         if files.conffiles.is_empty() {
             remove_if_exists(&self.info_path(paragraph, "conffiles"))?;
         } else {
             let text = files.conffiles.join("\n") + "\n";
-            write_atomic(&self.info_path(paragraph, "conffiles"), text.as_bytes(), 0o644)?;
+            write_atomic(
+                &self.info_path(paragraph, "conffiles"),
+                text.as_bytes(),
+                0o644,
+            )?;
         }
         for script in SCRIPTS {
             let path = self.info_path(paragraph, script);
@@ -118,7 +135,10 @@ impl Db {
 
     /// Removes every info file of a package.
     pub fn remove_info(&self, paragraph: &Paragraph) -> Result<()> {
-        for suffix in ["list", "md5sums", "conffiles"].iter().chain(SCRIPTS.iter()) {
+        for suffix in ["list", "md5sums", "conffiles"]
+            .iter()
+            .chain(SCRIPTS.iter())
+        {
             remove_if_exists(&self.info_path(paragraph, suffix))?;
         }
         Ok(())
@@ -149,7 +169,10 @@ pub fn parse_md5sums(text: &str) -> Vec<(String, String)> {
 
 /// The `Conffiles` status field value: a line per conffile with its md5.
 pub fn conffiles_field(entries: &[(String, String)]) -> String {
-    entries.iter().map(|(path, md5)| format!("\n {path} {md5}")).collect()
+    entries
+        .iter()
+        .map(|(path, md5)| format!("\n {path} {md5}"))
+        .collect()
 }
 
 /// Parses the `Conffiles` status field into `(path, md5)`.
@@ -170,10 +193,13 @@ mod tests {
     #[test]
     fn md5sums_parse_handles_spaces_and_slashes() {
         let parsed = parse_md5sums("abc  usr/bin/a b\ndef  /etc/x\n\n");
-        assert_eq!(parsed, vec![
-            ("abc".to_string(), "usr/bin/a b".to_string()),
-            ("def".to_string(), "etc/x".to_string())
-        ]);
+        assert_eq!(
+            parsed,
+            vec![
+                ("abc".to_string(), "usr/bin/a b".to_string()),
+                ("def".to_string(), "etc/x".to_string())
+            ]
+        );
     }
 
     #[test]
@@ -199,7 +225,10 @@ mod tests {
         .remove(0);
         db.upsert(p.clone());
         db.save().unwrap();
-        let files = InfoFiles { list: vec!["/.".into(), "/usr".into()], ..Default::default() };
+        let files = InfoFiles {
+            list: vec!["/.".into(), "/usr".into()],
+            ..Default::default()
+        };
         db.write_info(&p, &files).unwrap();
         assert!(paths.info().join("a:amd64.list").is_file());
         let db = Db::load(&paths).unwrap();

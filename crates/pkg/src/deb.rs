@@ -31,7 +31,6 @@ pub struct Entry {
 /// A package unpacked into `stage`, with the database files dpkg would keep for it.
 #[derive(Debug, Clone)]
 pub struct Staged {
-    pub deb: PathBuf,
     pub control: Paragraph,
     pub stage: PathBuf,
     pub entries: Vec<Entry>,
@@ -86,30 +85,49 @@ pub fn stage_deb(deb: &Path, stage: &Path) -> Result<Staged> {
     let mut conffiles = Vec::new();
     for path in &info.conffiles {
         let rel = path.trim_start_matches('/');
-        let md5 = hashes.iter().find(|(_, p)| p == rel).map(|(h, _)| h.clone());
+        let md5 = hashes
+            .iter()
+            .find(|(_, p)| p == rel)
+            .map(|(h, _)| h.clone());
         let md5 = md5.ok_or_else(|| bad(deb, &format!("conffile {path} is not in the package")))?;
         conffiles.push((path.clone(), md5));
     }
     info.md5sums = hashes
         .into_iter()
-        .filter(|(_, p)| !info.conffiles.iter().any(|c| c.trim_start_matches('/') == p))
+        .filter(|(_, p)| {
+            !info
+                .conffiles
+                .iter()
+                .any(|c| c.trim_start_matches('/') == p)
+        })
         .collect();
     info.scripts = control_files
         .into_iter()
         .filter(|(n, _)| SCRIPTS.contains(&n.as_str()))
         .collect();
-    Ok(Staged { deb: deb.to_path_buf(), control, stage: stage.to_path_buf(), entries, info, conffiles })
+    Ok(Staged {
+        control,
+        stage: stage.to_path_buf(),
+        entries,
+        info,
+        conffiles,
+    })
 }
 
 fn bad(deb: &Path, message: &str) -> Error {
-    Error::BadDeb { deb: deb.to_path_buf(), message: message.to_string() }
+    Error::BadDeb {
+        deb: deb.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 fn check_control(deb: &Path, control: &Paragraph) -> Result<()> {
     let name = control.package();
     let valid = name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     if !valid {
         return Err(bad(deb, &format!("bad package name {name:?}")));
     }
@@ -127,7 +145,10 @@ fn dpkg_deb(deb: &Path, arg: &str) -> Result<std::process::Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| Error::Spawn { tool: "dpkg-deb".into(), source })
+        .map_err(|source| Error::Spawn {
+            tool: "dpkg-deb".into(),
+            source,
+        })
 }
 
 fn finish(deb: &Path, mut child: std::process::Child) -> Result<()> {
@@ -145,7 +166,10 @@ fn finish(deb: &Path, mut child: std::process::Child) -> Result<()> {
 /// The control archive's regular files by name (`control`, `md5sums`, scripts, ...).
 fn read_control_tar(deb: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut child = dpkg_deb(deb, "--ctrl-tarfile")?;
-    let stdout = child.stdout.take().ok_or_else(|| bad(deb, "no output from dpkg-deb"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| bad(deb, "no output from dpkg-deb"))?;
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(stdout);
     let tar_err = |e: std::io::Error| bad(deb, &format!("control archive: {e}"));
@@ -182,10 +206,16 @@ pub fn normalize_entry(raw: &[u8]) -> std::result::Result<String, String> {
     Ok(parts.join("/"))
 }
 
+/// `(md5 hex, node-relative path)` of regular files.
+type Md5List = Vec<(String, String)>;
+
 /// Extracts the data archive; returns the entries and `(md5, rel)` of each regular file.
-fn extract_data(deb: &Path, stage: &Path) -> Result<(Vec<Entry>, Vec<(String, String)>)> {
+fn extract_data(deb: &Path, stage: &Path) -> Result<(Vec<Entry>, Md5List)> {
     let mut child = dpkg_deb(deb, "--fsys-tarfile")?;
-    let stdout = child.stdout.take().ok_or_else(|| bad(deb, "no output from dpkg-deb"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| bad(deb, "no output from dpkg-deb"))?;
     let mut archive = tar::Archive::new(stdout);
     let tar_err = |e: std::io::Error| bad(deb, &format!("data archive: {e}"));
     let mut entries = Vec::new();
@@ -203,7 +233,8 @@ fn extract_data(deb: &Path, stage: &Path) -> Result<(Vec<Entry>, Vec<(String, St
         if rel.is_empty() {
             continue;
         }
-        check_no_symlink_parents(stage, &rel).map_err(|_| unsafe_entry("goes through a symlink"))?;
+        check_no_symlink_parents(stage, &rel)
+            .map_err(|_| unsafe_entry("goes through a symlink"))?;
         let target = stage.join(&rel);
         let mode = entry.header().mode().map_err(tar_err)? & 0o1777;
         let kind = match entry.header().entry_type() {
@@ -219,7 +250,9 @@ fn extract_data(deb: &Path, stage: &Path) -> Result<(Vec<Entry>, Vec<(String, St
                 EntryKind::File
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name_bytes().ok_or_else(|| unsafe_entry("no link target"))?;
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("no link target"))?;
                 let link = String::from_utf8(link.into_owned())
                     .map_err(|_| unsafe_entry("link target is not UTF-8"))?;
                 make_parent(&target)?;
@@ -228,7 +261,9 @@ fn extract_data(deb: &Path, stage: &Path) -> Result<(Vec<Entry>, Vec<(String, St
                 EntryKind::Symlink
             }
             tar::EntryType::Link => {
-                let link = entry.link_name_bytes().ok_or_else(|| unsafe_entry("no link target"))?;
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("no link target"))?;
                 let source = normalize_entry(&link).map_err(|r| unsafe_entry(&r))?;
                 let md5 = hashes
                     .iter()

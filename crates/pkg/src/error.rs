@@ -5,13 +5,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a node (no etc/cairn/node.yaml)")]
     NotANode { path: PathBuf },
     #[error("empty node family")]
     EmptyFamily,
     #[error("{path}:{line}: {message}")]
-    Control { path: PathBuf, line: usize, message: String },
+    Control {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("bad repository line {line:?}: {reason}")]
     BadRepoLine { line: String, reason: String },
     #[error("{node}: no repository matches {which:?} (see `cairn node repos`)")]
@@ -21,10 +28,19 @@ pub enum Error {
     #[error("{node}: no repositories (add one with `cairn node add-repo`)")]
     NoRepos { node: PathBuf },
     #[error("{tool} failed ({status}): {stderr}")]
-    Tool { tool: String, status: String, stderr: String },
+    Tool {
+        tool: String,
+        status: String,
+        stderr: String,
+    },
     #[error("cannot start {tool}: {source}")]
-    Spawn { tool: String, source: std::io::Error },
-    #[error("{package} is already installed in ancestor node {node} (use --force to install it here too)")]
+    Spawn {
+        tool: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{package} is already installed in ancestor node {node} (use --force to install it here too)"
+    )]
     AncestorHas { package: String, node: PathBuf },
     #[error("{package} is not installed in {node}")]
     NotInstalled { package: String, node: PathBuf },
@@ -33,18 +49,37 @@ pub enum Error {
     #[error("the install would also remove {packages} (remove them explicitly first)")]
     WouldRemove { packages: String },
     #[error("{deb}: unsafe entry {entry:?}: {reason}")]
-    UnsafeEntry { deb: PathBuf, entry: String, reason: String },
+    UnsafeEntry {
+        deb: PathBuf,
+        entry: String,
+        reason: String,
+    },
     #[error("{deb}: {message}")]
     BadDeb { deb: PathBuf, message: String },
     #[error("file conflict: /{path} of {package} is already owned by {owner} in {node}")]
-    FileConflict { path: String, package: String, owner: String, node: PathBuf },
+    FileConflict {
+        path: String,
+        package: String,
+        owner: String,
+        node: PathBuf,
+    },
     #[error("{path}: refusing to write through a symbolic link in the node")]
     SymlinkInPath { path: PathBuf },
     #[error("{package}: {script} failed ({status}); node rolled back")]
-    ScriptFailed { package: String, script: String, status: String },
+    ScriptFailed {
+        package: String,
+        script: String,
+        status: String,
+    },
     #[error("{package}: {script} uses unsupported interpreter {interpreter:?} (use --no-scripts)")]
-    UnsupportedInterpreter { package: String, script: String, interpreter: String },
-    #[error("{node}: an interrupted package transaction is pending (run any install/remove to repair)")]
+    UnsupportedInterpreter {
+        package: String,
+        script: String,
+        interpreter: String,
+    },
+    #[error(
+        "{node}: an interrupted package transaction is pending (run any install/remove to repair)"
+    )]
     Interrupted { node: PathBuf },
     #[error("bad key name {name:?} (expected [a-z0-9][a-z0-9_-]*)")]
     BadKeyName { name: String },
@@ -57,7 +92,11 @@ pub enum Error {
     #[error("{node}: seal is signed by a key not in {dir}")]
     UntrustedSeal { node: PathBuf, dir: PathBuf },
     #[error("{node}: sealed node altered: /{path} {change}")]
-    SealBroken { node: PathBuf, path: String, change: String },
+    SealBroken {
+        node: PathBuf,
+        path: String,
+        change: String,
+    },
 }
 
 impl Error {

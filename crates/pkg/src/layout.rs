@@ -17,9 +17,13 @@ impl NodePaths {
     /// Fails when `root` is not a node directory.
     pub fn open(root: &Path) -> Result<NodePaths> {
         if !root.join("etc/cairn/node.yaml").is_file() {
-            return Err(Error::NotANode { path: root.to_path_buf() });
+            return Err(Error::NotANode {
+                path: root.to_path_buf(),
+            });
         }
-        Ok(NodePaths { root: root.to_path_buf() })
+        Ok(NodePaths {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn admindir(&self) -> PathBuf {
@@ -50,7 +54,11 @@ impl NodePaths {
 
     /// Creates dpkg's admin directory skeleton so that dpkg tools accept it.
     pub fn ensure_admindir(&self) -> Result<()> {
-        for dir in [self.info(), self.admindir().join("updates"), self.admindir().join("triggers")] {
+        for dir in [
+            self.info(),
+            self.admindir().join("updates"),
+            self.admindir().join("triggers"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         for file in [self.status(), self.admindir().join("available")] {
@@ -72,7 +80,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     tmp.as_file().sync_all().map_err(Error::io(path))?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
         .map_err(Error::io(path))?;
-    tmp.persist(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
@@ -81,16 +92,20 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
 /// Removes a file or symlink that may already be gone.
 pub fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::Io { path: path.to_path_buf(), source: e })
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
@@ -98,9 +113,10 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 /// Removes a directory tree that may already be gone.
 pub fn remove_tree(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::Io { path: path.to_path_buf(), source: e })
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
@@ -134,7 +150,12 @@ pub fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<()> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::Io { path: current, source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: current,
+                    source: e,
+                });
+            }
         }
     }
     Ok(())
@@ -170,6 +191,9 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -31,7 +31,12 @@ pub enum Event<'a> {
     /// An interrupted transaction was found and undone before this command started.
     RolledBack { node: &'a Path },
     /// `done` of `total` items of `phase` finished; `item` is the one starting now.
-    Step { phase: Phase, done: usize, total: usize, item: &'a str },
+    Step {
+        phase: Phase,
+        done: usize,
+        total: usize,
+        item: &'a str,
+    },
 }
 
 /// The callback type every long operation takes.

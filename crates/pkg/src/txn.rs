@@ -7,7 +7,9 @@
 //! path is recoverable from the journal alone. Renaming `txn` away is the commit point.
 
 use crate::error::{Error, Result};
-use crate::layout::{NodePaths, check_no_symlink_parents, remove_if_exists, remove_tree, write_atomic};
+use crate::layout::{
+    NodePaths, check_no_symlink_parents, remove_if_exists, remove_tree, write_atomic,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -58,7 +60,10 @@ impl Txn {
         for entry in read_dir(&paths.info())? {
             copy_file(&entry, &db.join("info").join(file_name(&entry)))?;
         }
-        Ok(Txn { paths: paths.clone(), dir })
+        Ok(Txn {
+            paths: paths.clone(),
+            dir,
+        })
     }
 
     /// Where packages are unpacked before they move into the node.
@@ -92,7 +97,10 @@ impl Txn {
                 Ok(_) => true,
                 Err(_) => false,
             };
-            journal.ops.push(JournalOp { rel: rel.to_string(), existed });
+            journal.ops.push(JournalOp {
+                rel: rel.to_string(),
+                existed,
+            });
         }
         let text = serde_json::to_vec(&journal).map_err(|e| Error::Io {
             path: self.journal_path(),
@@ -221,7 +229,10 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
             .map(|e| e.map(|e| e.path()).map_err(Error::io(dir)))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::Io { path: dir.to_path_buf(), source: e }),
+        Err(e) => Err(Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -231,16 +242,27 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     let data = match std::fs::read(from) {
         Ok(data) => data,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io { path: from.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                path: from.to_path_buf(),
+                source: e,
+            });
+        }
     };
-    let mode = std::fs::metadata(from).map_err(Error::io(from))?.permissions().mode();
+    let mode = std::fs::metadata(from)
+        .map_err(Error::io(from))?
+        .permissions()
+        .mode();
     write_atomic(to, &data, mode & 0o7777)
 }
 
 /// `CAIRN_PKG_TEST_STALL_AFTER_FILES=N`: the end-to-end tests stop here after N file
 /// changes to kill the process mid-transaction (a real `kill -9`, at a known point).
 fn test_stall_point() -> Option<usize> {
-    std::env::var("CAIRN_PKG_TEST_STALL_AFTER_FILES").ok()?.parse().ok()
+    std::env::var("CAIRN_PKG_TEST_STALL_AFTER_FILES")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn stall_for_tests() {
@@ -281,20 +303,41 @@ mod tests {
         let a = staged(&txn, "a", "new");
         let b = staged(&txn, "b", "fresh");
         let changes = vec![
-            Change::Put { rel: "usr/bin/old".into(), source: a },
-            Change::Put { rel: "usr/share/x/new".into(), source: b },
-            Change::Delete { rel: "usr/bin/gone".into() },
+            Change::Put {
+                rel: "usr/bin/old".into(),
+                source: a,
+            },
+            Change::Put {
+                rel: "usr/share/x/new".into(),
+                source: b,
+            },
+            Change::Delete {
+                rel: "usr/bin/gone".into(),
+            },
         ];
-        txn.apply(&["usr/share".into(), "usr/share/x".into()], &changes).unwrap();
+        txn.apply(&["usr/share".into(), "usr/share/x".into()], &changes)
+            .unwrap();
         std::fs::write(paths.status(), "Package: y\n").unwrap();
         std::fs::write(paths.info().join("y.list"), "/.\n").unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("usr/bin/old")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/old")).unwrap(),
+            "new"
+        );
         assert!(!root.join("usr/bin/gone").exists());
         txn.rollback().unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("usr/bin/old")).unwrap(), "old");
-        assert_eq!(std::fs::read_to_string(root.join("usr/bin/gone")).unwrap(), "gone");
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/old")).unwrap(),
+            "old"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/bin/gone")).unwrap(),
+            "gone"
+        );
         assert!(!root.join("usr/share").exists());
-        assert_eq!(std::fs::read_to_string(paths.status()).unwrap(), "Package: x\n");
+        assert_eq!(
+            std::fs::read_to_string(paths.status()).unwrap(),
+            "Package: x\n"
+        );
         assert!(!paths.info().join("y.list").exists());
         assert!(!paths.txn().exists());
     }
@@ -306,7 +349,14 @@ mod tests {
         std::fs::write(root.join("f"), "old").unwrap();
         let mut txn = Txn::begin(&paths).unwrap();
         let a = staged(&txn, "a", "new");
-        txn.apply(&[], &[Change::Put { rel: "f".into(), source: a }]).unwrap();
+        txn.apply(
+            &[],
+            &[Change::Put {
+                rel: "f".into(),
+                source: a,
+            }],
+        )
+        .unwrap();
         // Simulate a crash: the Txn is dropped without commit or rollback.
         drop(txn);
         assert!(pending(&paths));
@@ -316,7 +366,14 @@ mod tests {
 
         let mut txn = Txn::begin(&paths).unwrap();
         let a = staged(&txn, "a", "new");
-        txn.apply(&[], &[Change::Put { rel: "f".into(), source: a }]).unwrap();
+        txn.apply(
+            &[],
+            &[Change::Put {
+                rel: "f".into(),
+                source: a,
+            }],
+        )
+        .unwrap();
         txn.commit().unwrap();
         assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "new");
         assert!(!pending(&paths));
@@ -328,7 +385,13 @@ mod tests {
         std::os::unix::fs::symlink("/tmp", dir.path().join("usr")).unwrap();
         let mut txn = Txn::begin(&paths).unwrap();
         let a = staged(&txn, "a", "x");
-        let err = txn.apply(&[], &[Change::Put { rel: "usr/evil".into(), source: a }]);
+        let err = txn.apply(
+            &[],
+            &[Change::Put {
+                rel: "usr/evil".into(),
+                source: a,
+            }],
+        );
         assert!(matches!(err, Err(Error::SymlinkInPath { .. })), "{err:?}");
         txn.rollback().unwrap();
     }

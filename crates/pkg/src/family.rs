@@ -1,0 +1,169 @@
+//! The node family as the package layer sees it: the leaf's database, the ancestors'
+//! databases (read-only), locks, and the status file apt resolves against.
+
+use crate::control::{Paragraph, parse_paragraphs};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::layout::NodePaths;
+use crate::lock::{Locks, lock_nodes};
+use crate::progress::Event;
+use crate::scripts::Scripts;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Settings of a changing command (install, remove, upgrade).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Install into the leaf even when an ancestor already has the package.
+    pub force: bool,
+    pub scripts: Scripts,
+    /// The host's dpkg status, counted as installed when the family exports the host's
+    /// base system (normally `/var/lib/dpkg/status`).
+    pub host_status: Option<PathBuf>,
+    /// Nodes below the leaf, whose packages may depend on the leaf's (removal checks).
+    pub descendants: Vec<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            force: false,
+            scripts: Scripts::Skip,
+            host_status: None,
+            descendants: Vec::new(),
+        }
+    }
+}
+
+/// An opened family with the leaf locked and repaired.
+#[derive(Debug)]
+pub struct Opened {
+    pub leaf: NodePaths,
+    pub ancestors: Vec<(NodePaths, Db)>,
+    _locks: Locks,
+}
+
+/// Opens `family` (root first, leaf last), locking the leaf exclusively and `shared`
+/// nodes plus the ancestors shared, then repairs an interrupted transaction in the leaf.
+pub fn open(
+    family: &[PathBuf],
+    shared: &[PathBuf],
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Opened> {
+    let (leaf_path, ancestor_paths) = family.split_last().ok_or(Error::EmptyFamily)?;
+    let leaf = NodePaths::open(leaf_path)?;
+    let ancestors: Vec<NodePaths> = ancestor_paths
+        .iter()
+        .map(|p| NodePaths::open(p))
+        .collect::<Result<_>>()?;
+    let extra: Vec<NodePaths> = shared
+        .iter()
+        .map(|p| NodePaths::open(p))
+        .collect::<Result<_>>()?;
+    leaf.ensure_admindir()?;
+    let mut shared_all = ancestors.clone();
+    shared_all.extend(extra);
+    let locks = lock_nodes(&leaf, &shared_all, progress)?;
+    if crate::txn::repair(&leaf)? {
+        progress(Event::RolledBack { node: &leaf.root });
+    }
+    let ancestors = ancestors
+        .into_iter()
+        .map(|paths| {
+            let db = Db::load(&paths)?;
+            Ok((paths, db))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Opened {
+        leaf,
+        ancestors,
+        _locks: locks,
+    })
+}
+
+impl Opened {
+    /// The nearest ancestor that has `name` installed.
+    pub fn ancestor_with(&self, name: &str) -> Option<&Path> {
+        self.ancestors
+            .iter()
+            .rev()
+            .find(|(_, db)| db.find(name).is_some())
+            .map(|(p, _)| p.root.as_path())
+    }
+
+    /// The status file apt resolves against: host and ancestors' packages held (present,
+    /// never to be changed), nearest node winning, then the leaf's own packages.
+    /// Packages in `exclude` are left out of the ancestors' part (for `--force`).
+    pub fn synthesized_status(
+        &self,
+        own: &Db,
+        host_status: Option<&Path>,
+        exclude: &[String],
+    ) -> Result<String> {
+        let mut seen: HashSet<String> = own.installed().map(|p| p.package().to_string()).collect();
+        seen.extend(exclude.iter().cloned());
+        let mut text = String::new();
+        let held = |p: &Paragraph, seen: &mut HashSet<String>, text: &mut String| {
+            if p.is_installed() && seen.insert(p.package().to_string()) {
+                let mut p = p.clone();
+                p.set("Status", "hold ok installed");
+                text.push_str(&p.to_text());
+                text.push('\n');
+            }
+        };
+        for (_, db) in self.ancestors.iter().rev() {
+            for p in db.installed() {
+                held(p, &mut seen, &mut text);
+            }
+        }
+        if let Some(host) = host_status {
+            let host_text = crate::layout::read_optional(host)?.unwrap_or_default();
+            for p in parse_paragraphs(&host_text, host)? {
+                held(&p, &mut seen, &mut text);
+            }
+        }
+        for p in own.installed() {
+            text.push_str(&p.to_text());
+            text.push('\n');
+        }
+        Ok(text)
+    }
+
+    /// Who owns each path in the ancestors: path (with leading `/`) to (package, node).
+    pub fn ancestor_owners(&self) -> Result<HashMap<String, (String, PathBuf)>> {
+        let mut owners = HashMap::new();
+        for (paths, db) in &self.ancestors {
+            for p in db.installed() {
+                for path in db.file_list(p)? {
+                    owners.insert(path, (p.package().to_string(), paths.root.clone()));
+                }
+            }
+        }
+        Ok(owners)
+    }
+}
+
+/// Path (with leading `/`) to owning package, for one database.
+pub fn owners(db: &Db) -> Result<HashMap<String, String>> {
+    let mut owners = HashMap::new();
+    for p in db.installed() {
+        for path in db.file_list(p)? {
+            owners.insert(path, p.package().to_string());
+        }
+    }
+    Ok(owners)
+}
+
+/// Names a set of packages provides: their own names and their `Provides`.
+pub fn provided_names<'a>(packages: impl Iterator<Item = &'a Paragraph>) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for p in packages {
+        names.insert(p.package().to_string());
+        if let Some(provides) = p.get("Provides") {
+            for group in crate::control::parse_relations(provides) {
+                names.extend(group.into_iter().map(|r| r.name));
+            }
+        }
+    }
+    names
+}
