@@ -2,12 +2,58 @@
 //!
 //! Takes a fully resolved [`SandboxSpec`] and runs its program in new namespaces on a
 //! tmpfs root assembled from the spec's mounts, with no_new_privs, dropped capabilities,
-//! a seccomp filter and cgroup limits; returns the program's exit status.
+//! a seccomp filter and cgroup limits; [`run`] returns the program's exit status (128+N
+//! when a signal N killed it). Everything is done with direct system calls: no bwrap, no
+//! helper binaries.
 //!
 //! It does not read configuration files, expand variables or know about nodes: that is
-//! `cairn-node`'s job. It has no async runtime: it forks, and forking a multi-threaded
-//! process is unsound, so callers must launch before starting one.
+//! `cairn-node`'s job. It does not check optional mount sources (a missing bind source is an
+//! error here). It has no async runtime: it forks, and forking a multi-threaded process is
+//! unsound, so callers must launch before starting threads (the child never allocates, which
+//! makes most multi-threaded callers work in practice, but that is not a promise).
+//!
+//! # Order of set-up, and why
+//!
+//! In the launching process (all the allocating work, once):
+//! 1. cgroup directories and limits (`cgroup`), an empty scratch directory under /tmp, the
+//!    mount plan with bind sources checked (`rootfs`, `dev`), the seccomp programs
+//!    (`seccomp`), execve's arrays and PATH candidates;
+//! 2. block the forwarded signals and SIGCHLD (`signals`), then one `clone` with every
+//!    namespace flag except time (clone cannot take it).
+//!
+//! In the set-up child (replays the plan, never allocates):
+//! 1. PR_SET_PDEATHSIG, then check the parent is still alive (closes the race);
+//! 2. user namespace maps first (`userns`): nothing else works before the ids are mapped;
+//! 3. join the cgroup, so everything after is accounted and limited (then unshare the cgroup
+//!    namespace so its root is the launch's cgroup);
+//! 4. hostname, loopback up (new UTS/net namespaces);
+//! 5. mounts: / private, tmpfs root on the scratch directory, the spec's mounts in order,
+//!    root read-only, `pivot_root(".", ".")`, detach the old root (`rootfs`);
+//! 6. unshare the time namespace (takes effect for children: the program);
+//! 7. with a pid namespace, fork: pid 1 stays as the reaper and forwards signals; pid 2
+//!    becomes the program.
+//!
+//! In the program's process: setsid, bounding set, id switch (root launches), death signal
+//! again (reset by fork and id changes), capability sets, no_new_privs, umask, chdir, every
+//! fd but 0-2 close-on-exec, signal mask reset, seccomp last (it would otherwise constrain
+//! the set-up itself), then execve over the PATH candidates.
+//!
+//! Failures in the child travel as one line over a close-on-exec pipe: EOF without data
+//! means execve succeeded. The launching process then forwards signals until the sandbox's
+//! pid 1 exits; with the pid namespace gone, the cgroup and scratch directory are removed.
 
+mod caps;
+mod cgroup;
+mod dev;
+mod error;
+mod process;
+mod rootfs;
+mod seccomp;
+mod signals;
 mod spec;
+mod sys;
+mod userns;
 
+pub use error::Error;
+pub use process::run;
 pub use spec::{CgroupLimits, Capability, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds};

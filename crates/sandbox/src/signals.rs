@@ -1,0 +1,172 @@
+//! Signal forwarding, for the launching process and for the sandbox's pid 1.
+//!
+//! Both are single-threaded loops over sigwaitinfo with the forwarded signals and SIGCHLD
+//! blocked: no handlers, no async-signal-safety concerns, and no lost signals between
+//! "check the child" and "wait" (a blocked signal stays pending). A pid namespace's init
+//! ignores signals it has no handler for, unless they are blocked: blocking them is what
+//! lets pid 1 receive the parent's SIGTERM at all.
+
+use std::mem::MaybeUninit;
+
+use libc::{c_int, pid_t, sigset_t};
+
+use crate::error::Error;
+use crate::sys;
+
+/// What `cairn run` passes on to the program.
+pub(crate) const FORWARDED: [c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGWINCH,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCONT,
+];
+
+/// The forwarded signals plus SIGCHLD.
+pub(crate) fn wait_set() -> sigset_t {
+    let mut set = MaybeUninit::<sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset only gets valid signal numbers.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for sig in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+            libc::sigaddset(set.as_mut_ptr(), sig);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks the wait set for the duration of a launch, restoring the caller's mask on drop.
+pub(crate) struct Blocked {
+    old: sigset_t,
+}
+
+impl Blocked {
+    pub(crate) fn new(set: &sigset_t) -> Result<Blocked, Error> {
+        let mut old = MaybeUninit::<sigset_t>::uninit();
+        // SAFETY: both sets are valid; sigprocmask fills `old`.
+        let rc = unsafe { libc::sigprocmask(libc::SIG_BLOCK, set, old.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(Error::sys("sigprocmask"));
+        }
+        // SAFETY: initialised by the successful sigprocmask.
+        Ok(Blocked { old: unsafe { old.assume_init() } })
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        // SAFETY: restoring a mask sigprocmask gave us.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// In the program's process before execve: default SIGPIPE (Rust ignores it) and no mask.
+pub(crate) fn reset_for_exec() {
+    let mut empty = MaybeUninit::<sigset_t>::uninit();
+    // SAFETY: plain signal-state calls on valid arguments.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+    }
+}
+
+fn wait_signal(set: &sigset_t) -> c_int {
+    loop {
+        // SAFETY: set is valid; a null siginfo is allowed.
+        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+        // EINTR (a stop/continue): wait again.
+    }
+}
+
+/// Exit code of a wait status: the code, or 128+N for death by signal N.
+pub(crate) fn exit_code(status: c_int) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+fn try_wait(pid: pid_t) -> Option<c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-parameter.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if rc == pid {
+            return Some(status);
+        }
+        if rc < 0 && sys::errno() == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Launching process: forwards signals to `child` until it exits; returns its wait status.
+pub(crate) fn forward_until_exit(child: pid_t, set: &sigset_t) -> c_int {
+    loop {
+        if let Some(status) = try_wait(child) {
+            return status;
+        }
+        let sig = wait_signal(set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child, sig) };
+        }
+    }
+}
+
+/// The sandbox's reaper (pid 1 of its pid namespace, or a plain parent for a time namespace
+/// without one): forwards signals to `program`, reaps every child, and exits with the
+/// program's code (128+N for a signal: pid 1 cannot re-raise a fatal signal on itself).
+pub(crate) fn reap(program: pid_t, set: &sigset_t) -> ! {
+    loop {
+        let sig = wait_signal(set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(program, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: status is a valid out-parameter.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+            if pid == program {
+                sys::exit(exit_code(status));
+            }
+            if pid <= 0 {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(42 << 8), 42);
+        assert_eq!(exit_code(libc::SIGKILL), 137);
+        assert_eq!(exit_code(libc::SIGTERM), 143);
+    }
+
+    #[test]
+    fn wait_set_holds_forwarded_signals_and_sigchld() {
+        let set = wait_set();
+        for sig in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+            // SAFETY: valid set and signal.
+            assert_eq!(unsafe { libc::sigismember(&set, sig) }, 1);
+        }
+        // SAFETY: valid set and signal.
+        assert_eq!(unsafe { libc::sigismember(&set, libc::SIGKILL) }, 0);
+    }
+}
