@@ -188,9 +188,41 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
         let line = inner.location().map_or(1, |l| l.line().max(1));
         Error::Yaml {
             at: Origin::new(file, line),
-            msg: one_line(&msg),
+            msg: friendlier(&one_line(&msg)),
         }
     })
+}
+
+/// Rewords serde's messages in the crate's style: `what (hint)`, file-format words.
+fn friendlier(msg: &str) -> String {
+    let tick = |s: &str| s.trim().trim_matches('`').to_owned();
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let (field, hint) = match rest.split_once(", expected ") {
+            Some(pair) => pair,
+            None => (rest.split_once(", ").map_or(rest, |(f, _)| f), ""),
+        };
+        let hint = hint.trim_start_matches("one of ");
+        let hint: Vec<String> = hint
+            .split(", ")
+            .map(tick)
+            .filter(|s| !s.is_empty())
+            .collect();
+        return match hint.len() {
+            0 => format!("unknown key {:?} (no keys allowed here)", tick(field)),
+            _ => format!(
+                "unknown key {:?} (expected one of: {})",
+                tick(field),
+                hint.join(", ")
+            ),
+        };
+    }
+    if let Some(field) = msg.strip_prefix("missing field ") {
+        return format!("missing key {:?}", tick(field));
+    }
+    if msg == "invalid boolean" {
+        return "invalid boolean (expected true or false)".to_owned();
+    }
+    msg.to_owned()
 }
 
 /// Collapses a possibly multi-line message into one line.
@@ -678,6 +710,24 @@ mod tests {
         assert_eq!(clean_absolute("/"), Some(PathBuf::from("/")));
         assert_eq!(clean_absolute("a/b"), None);
         assert_eq!(clean_absolute("/a/../b"), None);
+    }
+
+    #[test]
+    fn serde_messages_are_reworded() {
+        assert_eq!(
+            friendlier("unknown field `x`, expected one of `a`, `b`"),
+            "unknown key \"x\" (expected one of: a, b)"
+        );
+        assert_eq!(
+            friendlier("unknown field `x`, expected `a`"),
+            "unknown key \"x\" (expected one of: a)"
+        );
+        assert_eq!(
+            friendlier("unknown field `x`, there are no fields"),
+            "unknown key \"x\" (no keys allowed here)"
+        );
+        assert_eq!(friendlier("missing field `node`"), "missing key \"node\"");
+        assert_eq!(friendlier("something else"), "something else");
     }
 
     #[test]
