@@ -29,6 +29,7 @@
 //! through a read-only rule is "no matching rule", as in snapd); data that no rule consumes
 //! is refused; `null` unsets; unsetting the last field of a map removes the map.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod confdb;
 pub mod data;

@@ -342,60 +342,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// The example of PRODUCT.md section 5, extended with the registries-poc views.
-    pub(crate) const NETWORK: &str = r#"
-account: acme
-name: network
-summary: Network configuration shared by the device's apps
-views:
-  control-device:
-    rules:
-      - { request: id, storage: device.uuid, access: write }
-      - { request: server-url, storage: device.server-url }
-  observe-device:
-    rules:
-      - { request: id, storage: device.uuid, access: read }
-      - { request: registered, storage: device.registered, access: read }
-  observe-interfaces:
-    rules:
-      - { request: "packets-sent.{name}", storage: "interfaces.{name}.stats.n-sent", access: read }
-      - { request: "packets-received.{name}", storage: "interfaces.{name}.stats.n-received", access: read }
-  control-interfaces:
-    rules:
-      - request: "config.{name}"
-        storage: "interfaces.{name}.config"
-        content:
-          - { request: interface-type, storage: interface-type }
-      - { request: "stats.{name}", storage: "interfaces.{name}.stats", access: write }
-  control-tunnel:
-    rules:
-      - { request: interface, storage: tunnel.interface }
-      - { request: peers, storage: tunnel.peers }
-  control-telemetry:
-    rules:
-      - { request: sample-rate, storage: telemetry.sample-rate }
-      - { request: monitor-peers, storage: telemetry.monitor-peers }
-      - { request: extra, storage: telemetry.extra }
-storage:
-  aliases:
-    ip: { type: string, pattern: "^[0-9.]+$" }
-  schema:
-    device: { schema: { uuid: string, server-url: string, registered: int }, required: [uuid] }
-    interfaces:
-      keys: { type: string, pattern: "^[a-z][a-z0-9]+$" }
-      values:
-        schema:
-          config: { schema: { interface-type: { type: string, choices: [wifi, ethernet] }, ip-address: "${ip}" } }
-          stats: { schema: { n-sent: { type: int, min: 0 }, n-received: { type: int, min: 0 } } }
-    tunnel:
-      schema:
-        interface: string
-        peers: { type: array, values: "${ip}", unique: true }
-    telemetry:
-      schema:
-        sample-rate: { type: number, min: 0.1, max: 60 }
-        monitor-peers: bool
-        extra: any
-"#;
+    pub(crate) const NETWORK: &str = include_str!("../tests/network.yaml");
 
     #[test]
     fn parses_the_example() {
