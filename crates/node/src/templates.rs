@@ -90,8 +90,7 @@ exports:
         usr_link(&mut o, host_root, d);
     }
     o.push_str(
-        "\
-  - { mode: restricted, mount: /etc/alternatives, path: /etc/alternatives, optional: true }
+        "  - { mode: restricted, mount: /etc/alternatives, path: /etc/alternatives, optional: true }
   - { mode: restricted, mount: /etc/ld.so.cache, path: /etc/ld.so.cache }
   - { mode: restricted, mount: /etc/ld.so.conf, path: /etc/ld.so.conf, optional: true }
   - { mode: restricted, mount: /etc/ld.so.conf.d, path: /etc/ld.so.conf.d, optional: true }
@@ -157,4 +156,42 @@ config:
   seccomp: default
   cgroup: { memory_max: 512M, pids_max: 512 }
 "
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(text: &str) {
+        let file = Path::new("/n/etc/cairn/node.yaml");
+        if let Err(e) = crate::check_node_yaml(file, text.as_bytes()) {
+            panic!("{e}\n{text}");
+        }
+    }
+
+    #[test]
+    fn templates_are_valid_node_files() {
+        valid(&system("sys", "0c9a", Path::new("/")));
+        valid(&leaf("app", "0c9b"));
+        let admin_as_node = format!("node:\n  alias: a\n  name: b\n{}", admin());
+        valid(&admin_as_node);
+    }
+
+    #[test]
+    fn unmerged_usr_hosts_get_read_only_binds() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::create_dir(host.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", host.path().join("lib")).unwrap();
+        let text = system("sys", "n", host.path());
+        assert!(
+            text.contains("  - { mode: restricted, mount: /bin, path: /bin }\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - { mode: symlink,    mount: /lib, path: usr/lib }\n"),
+            "{text}"
+        );
+        assert!(!text.contains("mount: /sbin"), "{text}");
+        valid(&text);
+    }
 }
