@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
+pub use crate::hostile::EntryKind;
 use crate::manifest::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST, RuntimeConfig};
 use crate::unpack::{Compression, detect_compression};
 
@@ -76,7 +77,16 @@ pub fn layer_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
 }
 
 /// A raw tar member written byte-for-byte (hostile names the `tar` builder would refuse).
-pub fn raw_member(path: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) -> Vec<u8> {
+pub fn raw_member(path: &[u8], kind: EntryKind, link: &[u8], data: &[u8]) -> Vec<u8> {
+    let kind = match kind {
+        EntryKind::File => tar::EntryType::Regular,
+        EntryKind::Dir => tar::EntryType::Directory,
+        EntryKind::Symlink => tar::EntryType::Symlink,
+        EntryKind::Hardlink => tar::EntryType::Link,
+        EntryKind::CharDevice => tar::EntryType::Char,
+        EntryKind::BlockDevice => tar::EntryType::Block,
+        EntryKind::Fifo => tar::EntryType::Fifo,
+    };
     let mut header = tar::Header::new_old();
     let bytes = header.as_old_mut();
     let n = path.len().min(100);

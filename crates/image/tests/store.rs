@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use cairn_image::testkit::{Entry, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member};
+use cairn_image::testkit::{Entry, EntryKind, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member};
 use cairn_image::unpack::{Compression, get_xattr};
 use cairn_image::{Digest, ImageStore, Progress, PullOptions, RuntimeConfig};
 
@@ -143,8 +143,8 @@ fn shared_base_is_stored_once_and_delta_applies_whiteouts() {
 fn hostile_layer_is_rejected_and_nothing_kept() {
     let registry = Registry::start().unwrap();
     let evil = finish_raw([
-        raw_member(b"ok", tar::EntryType::Regular, b"", b"fine"),
-        raw_member(b"../../escape", tar::EntryType::Regular, b"", b"pwned"),
+        raw_member(b"ok", EntryKind::File, b"", b"fine"),
+        raw_member(b"../../escape", EntryKind::File, b"", b"pwned"),
     ]
     .concat());
     let image = ImageSpec::default().layer(&evil, Compression::Gzip).unwrap();
@@ -160,8 +160,8 @@ fn hostile_layer_is_rejected_and_nothing_kept() {
 fn symlink_then_write_through_it_is_rejected() {
     let (_d, store) = store();
     let evil = finish_raw([
-        raw_member(b"etc", tar::EntryType::Symlink, b"/etc", b""),
-        raw_member(b"etc/cairn-pwned", tar::EntryType::Regular, b"", b"x"),
+        raw_member(b"etc", EntryKind::Symlink, b"/etc", b""),
+        raw_member(b"etc/cairn-pwned", EntryKind::File, b"", b"x"),
     ]
     .concat());
     let image = ImageSpec::default().layer(&evil, Compression::None).unwrap();
