@@ -1,11 +1,61 @@
-//! `cairn run`: placeholder until the sandbox lands.
+//! `cairn run --node LEAF [--env K=V]... [--chdir DIR] [--] PROGRAM [ARGS...]`
+//!
+//! The hot path: load the family, build the spec, launch. Everything here runs before the
+//! sandbox forks, so it must stay single-threaded and cheap.
 
+use anyhow::Context;
 use clap::Args;
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The leaf node whose family forms the sandbox.
+    #[arg(long, value_name = "LEAF")]
+    pub node: PathBuf,
+    /// Set an environment variable for the program (beats the nodes' environ).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Give the program access to a confdb view (through the daemon's per-app socket).
+    #[arg(long = "confdb-plug", value_name = "VIEW")]
+    pub confdb_plug: Vec<String>,
+    /// Print the equivalent bubblewrap command line instead of running (for benchmarks).
+    #[arg(long, hide = true)]
+    pub print_bwrap: bool,
+    /// The program and its arguments, passed exactly as given.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    pub command: Vec<OsString>,
+}
 
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet")
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = cairn_config::Config::load()?;
+    let ctx = cairn_node::VarContext::from_process();
+    let family = cairn_node::load_family(&args.node, &ctx)?;
+    let mut launch = cairn_node::Launch::new(args.command);
+    launch.env_overrides = args.env;
+    launch.chdir = args.chdir;
+    let mut spec = family.to_spec(&launch)?;
+    if spec.cgroup.parent.is_none() {
+        spec.cgroup.parent = config.cgroup.root.clone();
+    }
+    if args.print_bwrap {
+        println!("{}", super::bwrap::command_line(&spec)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.confdb_plug.is_empty() {
+        anyhow::bail!("--confdb-plug needs the confdb daemon, which is not part of this build yet");
+    }
+    let code = cairn_sandbox::run(&spec).with_context(|| format!("cannot run in {}", args.node.display()))?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
