@@ -365,6 +365,51 @@ pub(crate) mod tests {
         assert_eq!(s.views["control-device"].rules[1].access, Access::ReadWrite);
     }
 
+    /// The schema of PRODUCT.md section 5, verbatim.
+    #[test]
+    fn parses_the_product_example_verbatim() {
+        let doc = r#"
+account: acme
+name: network
+summary: Network configuration shared by the device's apps
+views:
+  control-device:
+    rules:
+      - { request: id, storage: device.uuid, access: write }
+      - { request: server-url, storage: device.server-url }          # access defaults to read-write
+  observe-interfaces:
+    rules:
+      - { request: "packets-sent.{name}", storage: "interfaces.{name}.stats.n-sent", access: read }
+  control-interfaces:
+    rules:
+      - request: "config.{name}"
+        storage: "interfaces.{name}.config"
+        content:
+          - { request: interface-type, storage: interface-type }
+storage:
+  aliases:
+    ip: { type: string, pattern: "^[0-9.]+$" }
+  schema:
+    device: { schema: { uuid: string, server-url: string }, required: [uuid] }
+    interfaces:
+      keys: { type: string, pattern: "^[a-z][a-z0-9]+$" }
+      values: { schema: { config: { schema: { interface-type: { type: string, choices: [wifi, ethernet] }, ip-address: "${ip}" } } } }
+"#;
+        let err = parse(doc).unwrap_err();
+        // The spec's example reads stats.n-sent, which its storage schema does not define:
+        // the consistency check catches exactly that.
+        assert_eq!(
+            err,
+            "view observe-interfaces rule \"packets-sent.{name}\": storage path \"interfaces.{name}.stats.n-sent\" is not in the storage schema"
+        );
+        let fixed = doc.replace(
+            "ip-address: \"${ip}\" } } } }",
+            "ip-address: \"${ip}\" } }, stats: { schema: { n-sent: int } } } }",
+        );
+        let s = parse(&fixed).unwrap();
+        assert_eq!(s.views.len(), 3);
+    }
+
     #[test]
     fn json_documents_parse() {
         let doc = r#"{"account": "acme", "name": "x", "views": {"v": {"rules": [{"request": "a", "storage": "a"}]}},
@@ -426,6 +471,25 @@ pub(crate) mod tests {
         assert!(access.contains("unknown access \"rw\""), "{access}");
         let key = with_rules("      - { request: X, storage: b }", schema).unwrap_err();
         assert!(key.contains("rule 1"), "{key}");
+    }
+
+    proptest::proptest! {
+        /// Damaged documents give an error or a schema, never a panic (the fuzz target does
+        /// this at scale).
+        #[test]
+        fn damaged_documents_do_not_panic(start in 0usize..2000, len in 0usize..40, insert in "[ -~\n]{0,12}") {
+            let start = NETWORK.floor_char_boundary(start.min(NETWORK.len()));
+            let end = NETWORK.floor_char_boundary((start + len).min(NETWORK.len()));
+            let damaged = format!("{}{insert}{}", &NETWORK[..start], &NETWORK[end..]);
+            if let Ok(s) = parse(&damaged) {
+                let _ = s.validate(&serde_json::json!({"device": {"uuid": "x"}}));
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_does_not_panic(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
     }
 
     #[test]

@@ -250,3 +250,51 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn durable_settings_and_bounded_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous must be FULL");
+        store.put_schema("acme", "s", b"doc").await.unwrap();
+        for rev in 1..=HISTORY_LIMIT + 5 {
+            store
+                .commit("acme", "s", rev, &json!({ "n": rev }), &["n".to_string()])
+                .await
+                .unwrap();
+        }
+        let history = store.history("acme", "s").await.unwrap();
+        assert_eq!(history.len() as u64, HISTORY_LIMIT);
+        assert_eq!(history[0].revision, 6);
+        assert_eq!(history[0].changed, vec!["n".to_string()]);
+        assert_eq!(store.revision_data("acme", "s", 5).await.unwrap(), None);
+        assert_eq!(
+            store.revision_data("acme", "s", 6).await.unwrap(),
+            Some(json!({"n": 6}))
+        );
+        let dup = store.commit("acme", "s", 6, &json!({}), &[]).await;
+        assert!(dup.is_err(), "a revision number is never reused");
+        let all = store.load_all().await.unwrap();
+        assert_eq!(
+            (all[0].revision, &all[0].data),
+            (HISTORY_LIMIT + 5, &json!({"n": HISTORY_LIMIT + 5}))
+        );
+        store.remove_schema("acme", "s").await.unwrap();
+        assert!(store.load_all().await.unwrap().is_empty());
+        assert!(store.history("acme", "s").await.unwrap().is_empty());
+    }
+}
