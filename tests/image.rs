@@ -1,11 +1,15 @@
 //! End-to-end tests of `cairn image` (the real binary) against Debian's docker-registry on a
 //! loopback port and images built from Debian's static busybox.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 
 use assert_cmd::Command;
-use cairn_image::testkit::{Entry, EntryKind, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member};
+use cairn_image::testkit::{
+    Entry, EntryKind, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member,
+};
 use cairn_image::unpack::Compression;
 use cairn_image::{Digest, RuntimeConfig};
 
@@ -20,18 +24,36 @@ fn configure(root: &Path, insecure: &[&str]) {
     let dir = root.join("etc/cairn");
     fs::create_dir_all(&dir).unwrap();
     let list: Vec<String> = insecure.iter().map(|h| format!("{h:?}")).collect();
-    fs::write(dir.join("cairn.toml"), format!("[registries]\ninsecure = [{}]\n", list.join(", "))).unwrap();
+    fs::write(
+        dir.join("cairn.toml"),
+        format!("[registries]\ninsecure = [{}]\n", list.join(", ")),
+    )
+    .unwrap();
 }
 
 fn base() -> ImageSpec {
-    let runtime = RuntimeConfig { entrypoint: vec!["/bin/sh".into()], ..RuntimeConfig::default() };
-    ImageSpec { runtime, ..ImageSpec::default() }.layer(&busybox_layer().unwrap(), Compression::Gzip).unwrap()
+    let runtime = RuntimeConfig {
+        entrypoint: vec!["/bin/sh".into()],
+        ..RuntimeConfig::default()
+    };
+    ImageSpec {
+        runtime,
+        ..ImageSpec::default()
+    }
+    .layer(&busybox_layer().unwrap(), Compression::Gzip)
+    .unwrap()
 }
 
 fn delta() -> ImageSpec {
     let tar = layer_tar(&[
-        Entry::File { path: "etc/app".into(), data: b"app\n".to_vec(), mode: 0o644 },
-        Entry::Whiteout { path: "etc/motd".into() },
+        Entry::File {
+            path: "etc/app".into(),
+            data: b"app\n".to_vec(),
+            mode: 0o644,
+        },
+        Entry::Whiteout {
+            path: "etc/motd".into(),
+        },
     ])
     .unwrap();
     base().layer(&tar, Compression::Zstd).unwrap()
@@ -43,7 +65,9 @@ fn stdout_json(cmd: &mut Command) -> serde_json::Value {
 }
 
 fn store_entries(root: &Path, sub: &str) -> usize {
-    fs::read_dir(root.join("var/lib/cairn/images").join(sub)).map(|d| d.count()).unwrap_or(0)
+    fs::read_dir(root.join("var/lib/cairn/images").join(sub))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -56,28 +80,70 @@ fn pull_shows_progress_and_shares_layers() {
 
     // Not listed as insecure: refused, one line, nothing stored.
     configure(root.path(), &[]);
-    let out = cairn(root.path()).args(["image", "pull", &r("busybox")]).assert().code(1).get_output().stderr.clone();
+    let out = cairn(root.path())
+        .args(["image", "pull", &r("busybox")])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
     let err = String::from_utf8(out).unwrap();
-    assert!(err.starts_with("cairn: pull ") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("cairn: pull ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
 
     configure(root.path(), &[&registry.addr]);
-    let out = cairn(root.path()).args(["image", "pull", &r("busybox")]).assert().success().get_output().clone();
+    let out = cairn(root.path())
+        .args(["image", "pull", &r("busybox")])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let log = String::from_utf8(out.stderr).unwrap();
-    assert!(log.contains("fetched and unpacked"), "plain progress lines off a terminal: {log}");
-    let out = cairn(root.path()).args(["image", "pull", &r("app"), "--json"]).assert().success().get_output().clone();
+    assert!(
+        log.contains("fetched and unpacked"),
+        "plain progress lines off a terminal: {log}"
+    );
+    let out = cairn(root.path())
+        .args(["image", "pull", &r("app"), "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((report["layers_fetched"].as_u64(), report["layers_present"].as_u64()), (Some(1), Some(1)));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("already present"));
+    assert_eq!(
+        (
+            report["layers_fetched"].as_u64(),
+            report["layers_present"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("already present")
+    );
     assert_eq!(store_entries(root.path(), "layers/sha256"), 2);
 
     let list = stdout_json(cairn(root.path()).args(["image", "ls", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 2);
-    let table = cairn(root.path()).args(["image", "ls"]).assert().success().get_output().stdout.clone();
+    let table = cairn(root.path())
+        .args(["image", "ls"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     assert!(String::from_utf8(table).unwrap().starts_with("REFERENCE"));
     let details = stdout_json(cairn(root.path()).args(["image", "inspect", &r("app")]));
     assert_eq!(details["runtime"]["entrypoint"][0], "/bin/sh");
     let dirs = details["layer_dirs"].as_array().unwrap();
-    assert!(Path::new(dirs[0].as_str().unwrap()).join("bin/busybox").is_file());
+    assert!(
+        Path::new(dirs[0].as_str().unwrap())
+            .join("bin/busybox")
+            .is_file()
+    );
 }
 
 #[test]
@@ -91,12 +157,24 @@ fn corrupted_blob_fails_cleanly() {
     fs::write(&data_path, data).unwrap();
     let root = tempfile::tempdir().unwrap();
     configure(root.path(), &[&registry.addr]);
-    let out = cairn(root.path()).args(["image", "pull", &format!("{}/busybox:1", registry.addr)]).assert().code(1).get_output().stderr.clone();
+    let out = cairn(root.path())
+        .args(["image", "pull", &format!("{}/busybox:1", registry.addr)])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
     let err = String::from_utf8(out).unwrap();
-    assert!(err.to_lowercase().contains("digest") || err.contains("corrupted"), "{err}");
+    assert!(
+        err.to_lowercase().contains("digest") || err.contains("corrupted"),
+        "{err}"
+    );
     let list = stdout_json(cairn(root.path()).args(["image", "ls", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 0);
-    assert_eq!(store_entries(root.path(), "layers/sha256") + store_entries(root.path(), "tmp"), 0);
+    assert_eq!(
+        store_entries(root.path(), "layers/sha256") + store_entries(root.path(), "tmp"),
+        0
+    );
 }
 
 #[test]
@@ -104,29 +182,64 @@ fn import_rm_gc_round_trip() {
     let root = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    delta().write_oci_layout(&layout, Some("example.org/app:3")).unwrap();
+    delta()
+        .write_oci_layout(&layout, Some("example.org/app:3"))
+        .unwrap();
     let archive = work.path().join("saved.tar");
     let plain = ImageSpec::default()
         .layer(&busybox_layer().unwrap(), Compression::None)
         .unwrap();
-    plain.write_docker_archive(&archive, "localhost/busybox:saved").unwrap();
+    plain
+        .write_docker_archive(&archive, "localhost/busybox:saved")
+        .unwrap();
 
-    let out = cairn(root.path()).args(["image", "import"]).arg(&layout).assert().success().get_output().stdout.clone();
-    assert!(String::from_utf8(out).unwrap().starts_with("example.org/app:3 sha256:"));
-    cairn(root.path()).args(["image", "import"]).arg(&archive).assert().success();
+    let out = cairn(root.path())
+        .args(["image", "import"])
+        .arg(&layout)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .starts_with("example.org/app:3 sha256:")
+    );
+    cairn(root.path())
+        .args(["image", "import"])
+        .arg(&archive)
+        .assert()
+        .success();
     let list = stdout_json(cairn(root.path()).args(["image", "ls", "--json"]));
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|i| i["reference"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["example.org/app:3", "localhost/busybox:saved"]);
     // The busybox layer is the same content in both: stored once.
     assert_eq!(store_entries(root.path(), "layers/sha256"), 2);
 
-    cairn(root.path()).args(["image", "rm", "example.org/app:3", "localhost/busybox:saved"]).assert().success();
+    cairn(root.path())
+        .args([
+            "image",
+            "rm",
+            "example.org/app:3",
+            "localhost/busybox:saved",
+        ])
+        .assert()
+        .success();
     let gc = stdout_json(cairn(root.path()).args(["image", "gc", "--json"]));
     assert_eq!(gc["layers"], 2);
     for sub in ["blobs/sha256", "layers/sha256", "tmp"] {
         assert_eq!(store_entries(root.path(), sub), 0, "{sub}");
     }
-    cairn(root.path()).args(["image", "rm", "example.org/app:3"]).assert().code(1);
+    cairn(root.path())
+        .args(["image", "rm", "example.org/app:3"])
+        .assert()
+        .code(1);
 }
 
 #[test]
@@ -134,12 +247,29 @@ fn hostile_archive_is_rejected() {
     let root = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let evil = finish_raw(raw_member(b"/etc/cairn-evil", EntryKind::File, b"", b"x"));
-    let image = ImageSpec::default().layer(&evil, Compression::Gzip).unwrap();
-    image.write_oci_layout(work.path(), Some("evil/x:1")).unwrap();
-    let out = cairn(root.path()).args(["image", "import"]).arg(work.path()).assert().code(1).get_output().stderr.clone();
+    let image = ImageSpec::default()
+        .layer(&evil, Compression::Gzip)
+        .unwrap();
+    image
+        .write_oci_layout(work.path(), Some("evil/x:1"))
+        .unwrap();
+    let out = cairn(root.path())
+        .args(["image", "import"])
+        .arg(work.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
     let err = String::from_utf8(out).unwrap();
-    assert!(err.contains("hostile entry \"/etc/cairn-evil\": absolute path"), "{err}");
+    assert!(
+        err.contains("hostile entry \"/etc/cairn-evil\": absolute path"),
+        "{err}"
+    );
     assert!(!Path::new("/etc/cairn-evil").exists());
-    assert_eq!(store_entries(root.path(), "layers/sha256") + store_entries(root.path(), "tmp"), 0);
+    assert_eq!(
+        store_entries(root.path(), "layers/sha256") + store_entries(root.path(), "tmp"),
+        0
+    );
     cairn(root.path()).args(["image", "pull"]).assert().code(2);
 }

@@ -67,7 +67,9 @@ pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
     match command {
         ImageCommand::Pull(args) => {
             let options = PullOptions::from_config(&config);
-            let report = store.pull(&args.reference, &options, &Progress::auto()).with_context(|| format!("pull {}", args.reference))?;
+            let report = store
+                .pull(&args.reference, &options, &Progress::auto())
+                .with_context(|| format!("pull {}", args.reference))?;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -94,8 +96,19 @@ pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 let rows: Vec<Vec<String>> = images
                     .iter()
                     .map(|i| {
-                        let id = i.manifest.trim_start_matches("sha256:").chars().take(12).collect();
-                        vec![i.reference.clone(), id, i.layers.to_string(), human_bytes(i.size), i.source.clone()]
+                        let id = i
+                            .manifest
+                            .trim_start_matches("sha256:")
+                            .chars()
+                            .take(12)
+                            .collect();
+                        vec![
+                            i.reference.clone(),
+                            id,
+                            i.layers.to_string(),
+                            human_bytes(i.size),
+                            i.source.clone(),
+                        ]
                     })
                     .collect();
                 print_table(&["REFERENCE", "ID", "LAYERS", "SIZE", "SOURCE"], &rows);

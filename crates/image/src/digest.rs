@@ -14,7 +14,11 @@ pub struct Digest(String);
 impl Digest {
     pub fn parse(value: &str) -> Result<Digest> {
         let hex = value.strip_prefix("sha256:").ok_or_else(|| bad(value))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad(value));
         }
         Ok(Digest(value.to_string()))
@@ -57,7 +61,9 @@ impl Digest {
 }
 
 fn bad(value: &str) -> Error {
-    Error::BadDigest { value: value.chars().take(100).collect() }
+    Error::BadDigest {
+        value: value.chars().take(100).collect(),
+    }
 }
 
 impl fmt::Display for Digest {
@@ -76,7 +82,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Reads the rest of the stream (tar archives end before their padding does) and returns
@@ -105,7 +115,11 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {
@@ -139,7 +153,13 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
-        for bad in ["", "sha256:", "md5:00", "sha256:ABC", &format!("sha256:{}x", d.hex())] {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            "sha256:ABC",
+            &format!("sha256:{}x", d.hex()),
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
         assert!(Digest::parse(&format!("sha256:../../{}", &d.hex()[6..])).is_err());

@@ -7,25 +7,40 @@ use crate::hostile::Hostile;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid image reference {reference:?}: {message}")]
     Reference { reference: String, message: String },
     #[error("invalid digest {value:?}: expected sha256:<64 hex digits>")]
     BadDigest { value: String },
     #[error("{what} {expected}: content hashes to {actual} (corrupted or tampered)")]
-    DigestMismatch { what: &'static str, expected: String, actual: String },
+    DigestMismatch {
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("{what}: {message}")]
     Json { what: String, message: String },
     #[error("{what}: unsupported media type {media_type:?}")]
     MediaType { what: String, media_type: String },
     #[error("{reference}: no manifest for {os}/{arch} in the image index")]
-    NoPlatform { reference: String, os: String, arch: String },
+    NoPlatform {
+        reference: String,
+        os: String,
+        arch: String,
+    },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
     #[error("layer {layer}: {source}")]
     HostileLayer { layer: String, source: Hostile },
     #[error("layer {layer}: {path}: {message}")]
-    Unpack { layer: String, path: String, message: String },
+    Unpack {
+        layer: String,
+        path: String,
+        message: String,
+    },
     #[error("registry {registry}: {message}")]
     Registry { registry: String, message: String },
     #[error("image {reference:?} not found in the store")]
@@ -45,11 +60,17 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io { path: path.into(), source })
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
     }
 }
 
 /// serde_json errors say where in the document the problem is; keep them on one line.
 pub(crate) fn json_error(what: impl Into<String>, err: &serde_json::Error) -> Error {
-    Error::Json { what: what.into(), message: err.to_string().replace('\n', " ") }
+    Error::Json {
+        what: what.into(),
+        message: err.to_string().replace('\n', " "),
+    }
 }

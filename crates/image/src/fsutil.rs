@@ -9,7 +9,11 @@ use crate::error::{IoContext, Result};
 
 /// Removes a file, symlink, node or whole directory tree at `path`.
 pub fn remove_any(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    if meta.is_dir() { remove_tree_io(path) } else { fs::remove_file(path) }
+    if meta.is_dir() {
+        remove_tree_io(path)
+    } else {
+        fs::remove_file(path)
+    }
 }
 
 /// Removes a directory tree, first making read-only directories writable (a rootless user
@@ -33,7 +37,10 @@ fn remove_tree_io(path: &Path) -> io::Result<()> {
 fn make_writable(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     if meta.is_dir() {
-        fs::set_permissions(path, fs::Permissions::from_mode(meta.permissions().mode() | 0o700))?;
+        fs::set_permissions(
+            path,
+            fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+        )?;
         for entry in fs::read_dir(path)? {
             make_writable(&entry?.path())?;
         }

@@ -48,7 +48,10 @@ pub struct EntryMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Create the entry at this relative path; `link` is the normalized hard-link target.
-    Create { path: PathBuf, link: Option<PathBuf> },
+    Create {
+        path: PathBuf,
+        link: Option<PathBuf>,
+    },
     /// Mark `path` deleted (overlayfs: a 0/0 character device).
     Whiteout { path: PathBuf },
     /// Hide the lower layers' content of directory `dir` ("" = layer root).
@@ -88,15 +91,29 @@ impl fmt::Display for Hostile {
             Reason::Absolute => write!(f, "hostile entry {path:?}: absolute path"),
             Reason::ParentTraversal => write!(f, "hostile entry {path:?}: path contains \"..\""),
             Reason::NulByte => write!(f, "hostile entry {path:?}: NUL byte in name"),
-            Reason::TooLong => write!(f, "hostile entry {path:?}: name longer than {MAX_PATH} bytes"),
+            Reason::TooLong => write!(
+                f,
+                "hostile entry {path:?}: name longer than {MAX_PATH} bytes"
+            ),
             Reason::Empty => write!(f, "hostile entry {path:?}: empty name"),
             Reason::LinkMissing => write!(f, "hostile entry {path:?}: link without a target"),
-            Reason::LinkEscapes(t) => write!(f, "hostile entry {path:?}: link target {t:?} escapes the layer"),
-            Reason::DeviceRootless => write!(f, "hostile entry {path:?}: device node in a rootless unpack"),
+            Reason::LinkEscapes(t) => write!(
+                f,
+                "hostile entry {path:?}: link target {t:?} escapes the layer"
+            ),
+            Reason::DeviceRootless => write!(
+                f,
+                "hostile entry {path:?}: device node in a rootless unpack"
+            ),
             Reason::OverlayXattr(k) => write!(f, "hostile entry {path:?}: overlayfs xattr {k:?}"),
             Reason::BadWhiteout => write!(f, "hostile entry {path:?}: whiteout of nothing"),
-            Reason::ThroughSymlink => write!(f, "hostile entry {path:?}: path goes through a symlink"),
-            Reason::OversizedHeader(n) => write!(f, "hostile entry {path:?}: {n}-byte extension header (limit {MAX_EXTENSION})"),
+            Reason::ThroughSymlink => {
+                write!(f, "hostile entry {path:?}: path goes through a symlink")
+            }
+            Reason::OversizedHeader(n) => write!(
+                f,
+                "hostile entry {path:?}: {n}-byte extension header (limit {MAX_EXTENSION})"
+            ),
             Reason::Unsupported(what) => write!(f, "entry {path:?}: unsupported {what}"),
         }
     }
@@ -104,7 +121,10 @@ impl fmt::Display for Hostile {
 
 pub(crate) fn hostile(path: &[u8], reason: Reason) -> Hostile {
     let shown: String = String::from_utf8_lossy(path).chars().take(200).collect();
-    Hostile { path: shown, reason }
+    Hostile {
+        path: shown,
+        reason,
+    }
 }
 
 /// Splits a tar path into its meaningful components, rejecting what could leave the layer.
@@ -162,7 +182,9 @@ pub fn check_entry(meta: &EntryMeta, rootless: bool) -> Result<Action, Hostile> 
     let parts = normalize(&meta.path).map_err(fail)?;
     for name in &meta.xattr_names {
         if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
-            return Err(fail(Reason::OverlayXattr(String::from_utf8_lossy(name).into_owned())));
+            return Err(fail(Reason::OverlayXattr(
+                String::from_utf8_lossy(name).into_owned(),
+            )));
         }
     }
     let Some((last, parents)) = parts.split_last() else {
@@ -183,11 +205,17 @@ pub fn check_entry(meta: &EntryMeta, rootless: bool) -> Result<Action, Hostile> 
         }
         let mut target = parents.to_vec();
         target.push(name);
-        return Ok(Action::Whiteout { path: join(&target) });
+        return Ok(Action::Whiteout {
+            path: join(&target),
+        });
     }
     let link = match meta.kind {
         EntryKind::Symlink => {
-            let target = meta.link.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| fail(Reason::LinkMissing))?;
+            let target = meta
+                .link
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| fail(Reason::LinkMissing))?;
             if target.len() > MAX_PATH {
                 return Err(fail(Reason::TooLong));
             }
@@ -195,12 +223,17 @@ pub fn check_entry(meta: &EntryMeta, rootless: bool) -> Result<Action, Hostile> 
                 return Err(fail(Reason::NulByte));
             }
             if symlink_escapes(parents.len(), target) {
-                return Err(fail(Reason::LinkEscapes(String::from_utf8_lossy(target).into_owned())));
+                return Err(fail(Reason::LinkEscapes(
+                    String::from_utf8_lossy(target).into_owned(),
+                )));
             }
             None
         }
         EntryKind::Hardlink => {
-            let target = meta.link.as_deref().ok_or_else(|| fail(Reason::LinkMissing))?;
+            let target = meta
+                .link
+                .as_deref()
+                .ok_or_else(|| fail(Reason::LinkMissing))?;
             let escapes = |_| Reason::LinkEscapes(String::from_utf8_lossy(target).into_owned());
             let target_parts = normalize(target).map_err(escapes).map_err(fail)?;
             if target_parts.is_empty() {
@@ -213,7 +246,10 @@ pub fn check_entry(meta: &EntryMeta, rootless: bool) -> Result<Action, Hostile> 
         }
         _ => None,
     };
-    Ok(Action::Create { path: join(&parts), link })
+    Ok(Action::Create {
+        path: join(&parts),
+        link,
+    })
 }
 
 #[cfg(test)]
@@ -236,11 +272,32 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_entries() {
-        let a = check_entry(&meta("./usr/bin/sh", EntryKind::Symlink, Some("busybox")), true);
-        assert_eq!(a, Ok(Action::Create { path: "usr/bin/sh".into(), link: None }));
-        let a = check_entry(&meta("bin/ls", EntryKind::Hardlink, Some("./bin/busybox")), true);
-        assert_eq!(a, Ok(Action::Create { path: "bin/ls".into(), link: Some("bin/busybox".into()) }));
-        assert_eq!(check_entry(&meta("./", EntryKind::Dir, None), false), Ok(Action::Skip));
+        let a = check_entry(
+            &meta("./usr/bin/sh", EntryKind::Symlink, Some("busybox")),
+            true,
+        );
+        assert_eq!(
+            a,
+            Ok(Action::Create {
+                path: "usr/bin/sh".into(),
+                link: None
+            })
+        );
+        let a = check_entry(
+            &meta("bin/ls", EntryKind::Hardlink, Some("./bin/busybox")),
+            true,
+        );
+        assert_eq!(
+            a,
+            Ok(Action::Create {
+                path: "bin/ls".into(),
+                link: Some("bin/busybox".into())
+            })
+        );
+        assert_eq!(
+            check_entry(&meta("./", EntryKind::Dir, None), false),
+            Ok(Action::Skip)
+        );
         // Absolute symlink targets are resolved in the container's root, not the host's.
         assert!(check_entry(&meta("lib", EntryKind::Symlink, Some("/usr/lib")), true).is_ok());
         assert!(check_entry(&meta("dev/null", EntryKind::CharDevice, None), false).is_ok());
@@ -250,34 +307,100 @@ mod tests {
     #[test]
     fn whiteouts_and_opaque() {
         let a = check_entry(&meta("etc/.wh.motd", EntryKind::File, None), false);
-        assert_eq!(a, Ok(Action::Whiteout { path: "etc/motd".into() }));
-        let a = check_entry(&meta("var/cache/.wh..wh..opq", EntryKind::File, None), false);
-        assert_eq!(a, Ok(Action::Opaque { dir: "var/cache".into() }));
+        assert_eq!(
+            a,
+            Ok(Action::Whiteout {
+                path: "etc/motd".into()
+            })
+        );
+        let a = check_entry(
+            &meta("var/cache/.wh..wh..opq", EntryKind::File, None),
+            false,
+        );
+        assert_eq!(
+            a,
+            Ok(Action::Opaque {
+                dir: "var/cache".into()
+            })
+        );
         let a = check_entry(&meta(".wh..wh..opq", EntryKind::File, None), false);
         assert_eq!(a, Ok(Action::Opaque { dir: "".into() }));
-        assert_eq!(reason(&meta("etc/.wh.", EntryKind::File, None), false), Reason::BadWhiteout);
-        assert_eq!(reason(&meta("etc/.wh...", EntryKind::File, None), false), Reason::BadWhiteout);
-        assert_eq!(check_entry(&meta(".wh..wh.plnk/1", EntryKind::File, None), false).is_ok(), true);
+        assert_eq!(
+            reason(&meta("etc/.wh.", EntryKind::File, None), false),
+            Reason::BadWhiteout
+        );
+        assert_eq!(
+            reason(&meta("etc/.wh...", EntryKind::File, None), false),
+            Reason::BadWhiteout
+        );
+        assert_eq!(
+            check_entry(&meta(".wh..wh.plnk", EntryKind::Dir, None), false),
+            Ok(Action::Skip)
+        );
     }
 
     #[test]
     fn rejects_hostile_entries() {
-        assert_eq!(reason(&meta("../etc/passwd", EntryKind::File, None), false), Reason::ParentTraversal);
-        assert_eq!(reason(&meta("a/../../b", EntryKind::File, None), false), Reason::ParentTraversal);
-        assert_eq!(reason(&meta("/etc/passwd", EntryKind::File, None), false), Reason::Absolute);
-        assert_eq!(reason(&meta("x", EntryKind::Symlink, Some("../etc")), false), Reason::LinkEscapes("../etc".into()));
-        assert_eq!(reason(&meta("a/x", EntryKind::Symlink, Some("b/../../../etc")), false), Reason::LinkEscapes("b/../../../etc".into()));
-        assert!(matches!(reason(&meta("x", EntryKind::Hardlink, Some("/etc/shadow")), false), Reason::LinkEscapes(_)));
-        assert!(matches!(reason(&meta("x", EntryKind::Hardlink, Some("../shadow")), false), Reason::LinkEscapes(_)));
-        assert_eq!(reason(&meta("dev/sda", EntryKind::BlockDevice, None), true), Reason::DeviceRootless);
-        assert_eq!(reason(&meta("x", EntryKind::Symlink, None), true), Reason::LinkMissing);
-        assert_eq!(reason(&meta(&"a/".repeat(3000), EntryKind::File, None), true), Reason::TooLong);
-        assert_eq!(reason(&meta("a\0b", EntryKind::File, None), true), Reason::NulByte);
-        assert_eq!(reason(&meta(".", EntryKind::File, None), true), Reason::Empty);
+        assert_eq!(
+            reason(&meta("../etc/passwd", EntryKind::File, None), false),
+            Reason::ParentTraversal
+        );
+        assert_eq!(
+            reason(&meta("a/../../b", EntryKind::File, None), false),
+            Reason::ParentTraversal
+        );
+        assert_eq!(
+            reason(&meta("/etc/passwd", EntryKind::File, None), false),
+            Reason::Absolute
+        );
+        assert_eq!(
+            reason(&meta("x", EntryKind::Symlink, Some("../etc")), false),
+            Reason::LinkEscapes("../etc".into())
+        );
+        assert_eq!(
+            reason(
+                &meta("a/x", EntryKind::Symlink, Some("b/../../../etc")),
+                false
+            ),
+            Reason::LinkEscapes("b/../../../etc".into())
+        );
+        assert!(matches!(
+            reason(&meta("x", EntryKind::Hardlink, Some("/etc/shadow")), false),
+            Reason::LinkEscapes(_)
+        ));
+        assert!(matches!(
+            reason(&meta("x", EntryKind::Hardlink, Some("../shadow")), false),
+            Reason::LinkEscapes(_)
+        ));
+        assert_eq!(
+            reason(&meta("dev/sda", EntryKind::BlockDevice, None), true),
+            Reason::DeviceRootless
+        );
+        assert_eq!(
+            reason(&meta("x", EntryKind::Symlink, None), true),
+            Reason::LinkMissing
+        );
+        assert_eq!(
+            reason(&meta(&"a/".repeat(3000), EntryKind::File, None), true),
+            Reason::TooLong
+        );
+        assert_eq!(
+            reason(&meta("a\0b", EntryKind::File, None), true),
+            Reason::NulByte
+        );
+        assert_eq!(
+            reason(&meta(".", EntryKind::File, None), true),
+            Reason::Empty
+        );
         let mut m = meta("etc", EntryKind::Dir, None);
         m.xattr_names = vec![b"trusted.overlay.opaque".to_vec()];
-        assert_eq!(reason(&m, false), Reason::OverlayXattr("trusted.overlay.opaque".into()));
-        let text = check_entry(&meta("../x", EntryKind::File, None), false).unwrap_err().to_string();
+        assert_eq!(
+            reason(&m, false),
+            Reason::OverlayXattr("trusted.overlay.opaque".into())
+        );
+        let text = check_entry(&meta("../x", EntryKind::File, None), false)
+            .unwrap_err()
+            .to_string();
         assert_eq!(text, "hostile entry \"../x\": path contains \"..\"");
     }
 

@@ -48,7 +48,12 @@ struct DockerEntry {
 impl ImageStore {
     /// Imports every image of the OCI layout or docker-archive at `path` (a directory or a
     /// tar). `name` names the image when the archive holds exactly one.
-    pub fn import(&self, path: &Path, name: Option<&str>, progress: &Progress) -> Result<Vec<Imported>> {
+    pub fn import(
+        &self,
+        path: &Path,
+        name: Option<&str>,
+        progress: &Progress,
+    ) -> Result<Vec<Imported>> {
         let _work = self.work_lock()?;
         let meta = fs::metadata(path).at(path)?;
         let extracted;
@@ -58,23 +63,40 @@ impl ImageStore {
             let task = progress.task(&format!("reading {}", path.display()), Some(meta.len()));
             let mut file = File::open(path).at(path)?;
             let label = path.display().to_string();
-            extracted = unpack_layer(&mut file, &self.tmp_dir(), &label, UnpackOptions { rootless: true })?;
+            extracted = unpack_layer(
+                &mut file,
+                &self.tmp_dir(),
+                &label,
+                UnpackOptions { rootless: true },
+            )?;
             task.finish("unpacked");
             extracted.path().to_path_buf()
         };
-        let source = Source { dir: dir.canonicalize().at(&dir)?, shown: path.to_path_buf() };
+        let source = Source {
+            dir: dir.canonicalize().at(&dir)?,
+            shown: path.to_path_buf(),
+        };
         if source.dir.join("oci-layout").is_file() {
             self.import_oci(&source, name, progress)
         } else if source.dir.join("manifest.json").is_file() {
             self.import_docker(&source, name, progress)
         } else {
-            Err(Error::UnknownArchive { path: path.to_path_buf() })
+            Err(Error::UnknownArchive {
+                path: path.to_path_buf(),
+            })
         }
     }
 
-    fn import_oci(&self, source: &Source, name: Option<&str>, progress: &Progress) -> Result<Vec<Imported>> {
+    fn import_oci(
+        &self,
+        source: &Source,
+        name: Option<&str>,
+        progress: &Progress,
+    ) -> Result<Vec<Imported>> {
         let index_bytes = source.read("index.json")?;
-        let Document::Index(index) = manifest::parse_document(&index_bytes, &source.shown("index.json"))? else {
+        let Document::Index(index) =
+            manifest::parse_document(&index_bytes, &source.shown("index.json"))?
+        else {
             return Err(source.invalid("index.json", "not an image index"));
         };
         let entries = index.manifests();
@@ -82,7 +104,10 @@ impl ImageStore {
             return Err(source.invalid("index.json", "no manifests"));
         }
         if name.is_some() && entries.len() > 1 {
-            return Err(source.invalid("index.json", "holds several images: --name needs exactly one"));
+            return Err(source.invalid(
+                "index.json",
+                "holds several images: --name needs exactly one",
+            ));
         }
         let mut out = Vec::new();
         for entry in entries {
@@ -91,7 +116,11 @@ impl ImageStore {
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(CONTAINERD_NAME).or_else(|| a.get(REF_NAME)).cloned());
-            let key = image_key(name.map(str::to_string).or(annotated), &source.shown, &digest)?;
+            let key = image_key(
+                name.map(str::to_string).or(annotated),
+                &source.shown,
+                &digest,
+            )?;
             out.push(self.import_manifest(source, &key, &digest, &bytes, progress)?);
         }
         Ok(out)
@@ -105,10 +134,12 @@ impl ImageStore {
             Document::Manifest(_) => Ok((digest, bytes)),
             Document::Index(nested) => {
                 let (os, arch) = manifest::host_platform();
-                let chosen = manifest::select_platform(&nested, os, arch).ok_or_else(|| Error::NoPlatform {
-                    reference: source.shown.display().to_string(),
-                    os: os.into(),
-                    arch: arch.into(),
+                let chosen = manifest::select_platform(&nested, os, arch).ok_or_else(|| {
+                    Error::NoPlatform {
+                        reference: source.shown.display().to_string(),
+                        os: os.into(),
+                        arch: arch.into(),
+                    }
                 })?;
                 let digest = manifest::descriptor_digest(chosen)?;
                 Ok((digest.clone(), source.blob(&digest)?))
@@ -116,10 +147,20 @@ impl ImageStore {
         }
     }
 
-    fn import_manifest(&self, source: &Source, key: &str, digest: &Digest, bytes: &[u8], progress: &Progress) -> Result<Imported> {
+    fn import_manifest(
+        &self,
+        source: &Source,
+        key: &str,
+        digest: &Digest,
+        bytes: &[u8],
+        progress: &Progress,
+    ) -> Result<Imported> {
         let what = format!("manifest {digest}");
         let Document::Manifest(manifest) = manifest::parse_document(bytes, &what)? else {
-            return Err(Error::Invalid { what, message: "an index inside an index".into() });
+            return Err(Error::Invalid {
+                what,
+                message: "an index inside an index".into(),
+            });
         };
         let config_digest = manifest::descriptor_digest(manifest.config())?;
         let config_bytes = source.blob(&config_digest)?;
@@ -145,23 +186,41 @@ impl ImageStore {
         }
         self.put_blob(&config_digest, &config_bytes, "config")?;
         self.put_blob(digest, bytes, "manifest")?;
-        self.record(key, record(&manifest, digest, &config_digest, &diff_ids, "import"))?;
+        self.record(
+            key,
+            record(&manifest, digest, &config_digest, &diff_ids, "import"),
+        )?;
         Ok(imported)
     }
 
-    fn import_docker(&self, source: &Source, name: Option<&str>, progress: &Progress) -> Result<Vec<Imported>> {
+    fn import_docker(
+        &self,
+        source: &Source,
+        name: Option<&str>,
+        progress: &Progress,
+    ) -> Result<Vec<Imported>> {
         let data = source.read("manifest.json")?;
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&data).map_err(|e| json_error(source.shown("manifest.json"), &e))?;
+        let entries: Vec<DockerEntry> = serde_json::from_slice(&data)
+            .map_err(|e| json_error(source.shown("manifest.json"), &e))?;
         if entries.is_empty() || (name.is_some() && entries.len() > 1) {
-            return Err(source.invalid("manifest.json", "--name needs exactly one image (and there must be one)"));
+            return Err(source.invalid(
+                "manifest.json",
+                "--name needs exactly one image (and there must be one)",
+            ));
         }
         let mut out = Vec::new();
         for entry in entries {
             let config_bytes = source.read(&entry.config)?;
             let config_digest = Digest::of(&config_bytes);
             let config = manifest::parse_config(&config_bytes, &source.shown(&entry.config))?;
-            let diff_ids = manifest::diff_ids(&config, entry.layers.len(), &source.shown("manifest.json"))?;
-            let mut imported = Imported { reference: String::new(), manifest: String::new(), layers_unpacked: 0, layers_present: 0 };
+            let diff_ids =
+                manifest::diff_ids(&config, entry.layers.len(), &source.shown("manifest.json"))?;
+            let mut imported = Imported {
+                reference: String::new(),
+                manifest: String::new(),
+                layers_unpacked: 0,
+                layers_present: 0,
+            };
             let mut sizes = Vec::new();
             for (layer, diff_id) in entry.layers.iter().zip(&diff_ids) {
                 let file = source.open(layer)?;
@@ -175,15 +234,22 @@ impl ImageStore {
                 task.finish("unpacked");
                 imported.layers_unpacked += 1;
             }
-            let manifest_bytes = synthesize_manifest(&config_digest, config_bytes.len(), &diff_ids, &sizes)?;
+            let manifest_bytes =
+                synthesize_manifest(&config_digest, config_bytes.len(), &diff_ids, &sizes)?;
             let digest = Digest::of(&manifest_bytes);
-            let manifest = ImageManifest::from_reader(&manifest_bytes[..])
-                .map_err(|e| Error::Invalid { what: "synthesized manifest".into(), message: e.to_string() })?;
+            let manifest =
+                ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| Error::Invalid {
+                    what: "synthesized manifest".into(),
+                    message: e.to_string(),
+                })?;
             let tag = entry.repo_tags.and_then(|t| t.into_iter().next());
             let key = image_key(name.map(str::to_string).or(tag), &source.shown, &digest)?;
             self.put_blob(&config_digest, &config_bytes, "config")?;
             self.put_blob(&digest, &manifest_bytes, "manifest")?;
-            self.record(&key, record(&manifest, &digest, &config_digest, &diff_ids, "import"))?;
+            self.record(
+                &key,
+                record(&manifest, &digest, &config_digest, &diff_ids, "import"),
+            )?;
             imported.reference = key;
             imported.manifest = digest.to_string();
             out.push(imported);
@@ -194,7 +260,12 @@ impl ImageStore {
 
 /// A docker-archive has no manifest of the registry kind; the store keeps one so that every
 /// image is described the same way (layers by their uncompressed digest).
-fn synthesize_manifest(config: &Digest, config_size: usize, diff_ids: &[Digest], sizes: &[u64]) -> Result<Vec<u8>> {
+fn synthesize_manifest(
+    config: &Digest,
+    config_size: usize,
+    diff_ids: &[Digest],
+    sizes: &[u64],
+) -> Result<Vec<u8>> {
     let layers: Vec<_> = diff_ids
         .iter()
         .zip(sizes)
@@ -216,8 +287,14 @@ fn image_key(name: Option<String>, shown: &Path, digest: &Digest) -> Result<Stri
         return Ok(digest.to_string());
     };
     if !name.contains('/') && !name.contains(':') && !name.contains('@') {
-        let stem = shown.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_else(|| "image".into());
-        let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let stem = shown
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "image".into());
+        let stem: String = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let stem = stem.trim_matches('-');
         let stem = if stem.is_empty() { "image" } else { stem };
         return normalize_reference(&format!("localhost/{stem}:{name}"));
@@ -237,17 +314,23 @@ impl Source {
     }
 
     fn invalid(&self, rel: &str, message: &str) -> Error {
-        Error::Invalid { what: self.shown(rel), message: message.to_string() }
+        Error::Invalid {
+            what: self.shown(rel),
+            message: message.to_string(),
+        }
     }
 
     fn open(&self, rel: &str) -> Result<File> {
-        let parts = normalize(rel.as_bytes())
-            .map_err(|_| self.invalid(rel, "path leaves the archive"))?;
+        let parts =
+            normalize(rel.as_bytes()).map_err(|_| self.invalid(rel, "path leaves the archive"))?;
         if parts.is_empty() {
             return Err(self.invalid(rel, "empty path"));
         }
         let joined = self.dir.join(rel);
-        let real = joined.canonicalize().map_err(|e| Error::Io { path: PathBuf::from(self.shown(rel)), source: e })?;
+        let real = joined.canonicalize().map_err(|e| Error::Io {
+            path: PathBuf::from(self.shown(rel)),
+            source: e,
+        })?;
         if !real.starts_with(&self.dir) {
             return Err(self.invalid(rel, "a symlink leads out of the archive"));
         }
@@ -258,7 +341,10 @@ impl Source {
         use std::io::Read;
         let mut data = Vec::new();
         // Documents are small; bound them so a hostile archive cannot exhaust memory.
-        self.open(rel)?.take(64 * 1024 * 1024).read_to_end(&mut data).at(self.shown(rel))?;
+        self.open(rel)?
+            .take(64 * 1024 * 1024)
+            .read_to_end(&mut data)
+            .at(self.shown(rel))?;
         Ok(data)
     }
 

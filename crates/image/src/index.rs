@@ -41,11 +41,15 @@ pub struct Index {
 
 impl Index {
     pub fn parse(data: &[u8], path: &Path) -> Result<Index> {
-        let index: Index = serde_json::from_slice(data).map_err(|e| json_error(path.display().to_string(), &e))?;
+        let index: Index =
+            serde_json::from_slice(data).map_err(|e| json_error(path.display().to_string(), &e))?;
         if index.version != VERSION {
             return Err(Error::Invalid {
                 what: path.display().to_string(),
-                message: format!("index version {} (this build reads {VERSION})", index.version),
+                message: format!(
+                    "index version {} (this build reads {VERSION})",
+                    index.version
+                ),
             });
         }
         Ok(index)
@@ -57,11 +61,23 @@ impl Index {
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
 pub fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).at(path)?;
-    let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    let arg = if exclusive {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockShared
+    };
     Flock::lock(file, arg)
         .map(Lock)
-        .map_err(|(_, errno)| Error::Io { path: path.to_path_buf(), source: errno.into() })
+        .map_err(|(_, errno)| Error::Io {
+            path: path.to_path_buf(),
+            source: errno.into(),
+        })
 }
 
 /// Reads and rewrites `index.json` under its lock.
@@ -75,10 +91,14 @@ impl IndexFile {
     pub fn read(&self) -> Result<Index> {
         match std::fs::read(&self.path) {
             Ok(data) => Index::parse(&data, &self.path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Index { version: VERSION, images: BTreeMap::new() })
-            }
-            Err(e) => Err(Error::Io { path: self.path.clone(), source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index {
+                version: VERSION,
+                images: BTreeMap::new(),
+            }),
+            Err(e) => Err(Error::Io {
+                path: self.path.clone(),
+                source: e,
+            }),
         }
     }
 
@@ -112,7 +132,10 @@ mod tests {
     #[test]
     fn update_is_atomic() {
         let dir = tempfile::tempdir().unwrap();
-        let file = IndexFile { path: dir.path().join("index.json"), lock_path: dir.path().join("index.lock") };
+        let file = IndexFile {
+            path: dir.path().join("index.json"),
+            lock_path: dir.path().join("index.lock"),
+        };
         file.update(|i| {
             i.images.insert("a".into(), record("m1"));
             Ok(())
@@ -120,7 +143,9 @@ mod tests {
         .unwrap();
         let failed: Result<()> = file.update(|i| {
             i.images.clear();
-            Err(Error::NotFound { reference: "x".into() })
+            Err(Error::NotFound {
+                reference: "x".into(),
+            })
         });
         assert!(failed.is_err());
         assert_eq!(file.read().unwrap().images["a"], record("m1"));

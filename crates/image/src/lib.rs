@@ -5,6 +5,7 @@
 //!
 //! It does not mount or run anything (app launches do), does not push, and does not
 //! authenticate to registries (anonymous pulls only).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod digest;
 mod error;

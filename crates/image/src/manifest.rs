@@ -21,28 +21,42 @@ pub const ACCEPTED: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER
 #[derive(Debug)]
 pub enum Document {
     Manifest(Box<ImageManifest>),
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses a manifest or index; `what` names it in errors.
 pub fn parse_document(data: &[u8], what: &str) -> Result<Document> {
-    let value: serde_json::Value = serde_json::from_slice(data).map_err(|e| crate::error::json_error(what, &e))?;
-    let media = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default();
+    let value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| crate::error::json_error(what, &e))?;
+    let media = value
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
     let is_index = value.get("manifests").is_some() || media == OCI_INDEX || media == DOCKER_LIST;
-    let invalid = |e: oci_spec::OciSpecError| Error::Invalid { what: what.to_string(), message: one_line(&e.to_string()) };
+    let invalid = |e: oci_spec::OciSpecError| Error::Invalid {
+        what: what.to_string(),
+        message: one_line(&e.to_string()),
+    };
     if is_index {
-        return ImageIndex::from_reader(data).map(Document::Index).map_err(invalid);
+        return ImageIndex::from_reader(data)
+            .map(|i| Document::Index(Box::new(i)))
+            .map_err(invalid);
     }
     if value.get("layers").is_none() {
-        return Err(Error::MediaType { what: what.to_string(), media_type: media.to_string() });
+        return Err(Error::MediaType {
+            what: what.to_string(),
+            media_type: media.to_string(),
+        });
     }
     let manifest = ImageManifest::from_reader(data).map_err(invalid)?;
     Ok(Document::Manifest(Box::new(manifest)))
 }
 
 pub fn parse_config(data: &[u8], what: &str) -> Result<ImageConfiguration> {
-    ImageConfiguration::from_reader(data)
-        .map_err(|e| Error::Invalid { what: what.to_string(), message: one_line(&e.to_string()) })
+    ImageConfiguration::from_reader(data).map_err(|e| Error::Invalid {
+        what: what.to_string(),
+        message: one_line(&e.to_string()),
+    })
 }
 
 fn one_line(text: &str) -> String {
@@ -65,13 +79,15 @@ pub fn host_platform() -> (&'static str, &'static str) {
 /// The index entry for `os`/`arch` (the first, as registries list preferred variants first).
 pub fn select_platform<'a>(index: &'a ImageIndex, os: &str, arch: &str) -> Option<&'a Descriptor> {
     index.manifests().iter().find(|d| {
-        d.platform().as_ref().is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
     })
 }
 
 /// The descriptor's digest, validated as sha256.
 pub fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
-    Digest::parse(&d.digest().to_string())
+    Digest::parse(d.digest().as_ref())
 }
 
 /// The config's layer diff_ids, checked against the manifest's layer count.
@@ -99,7 +115,9 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn from_config(config: &ImageConfiguration) -> RuntimeConfig {
-        let Some(c) = config.config() else { return RuntimeConfig::default() };
+        let Some(c) = config.config() else {
+            return RuntimeConfig::default();
+        };
         RuntimeConfig {
             entrypoint: c.entrypoint().clone().unwrap_or_default(),
             cmd: c.cmd().clone().unwrap_or_default(),
@@ -121,7 +139,9 @@ mod tests {
 
     #[test]
     fn selects_platform_from_index() {
-        let Document::Index(index) = parse_document(INDEX.as_bytes(), "index").unwrap() else { panic!() };
+        let Document::Index(index) = parse_document(INDEX.as_bytes(), "index").unwrap() else {
+            panic!()
+        };
         let d = select_platform(&index, "linux", "amd64").unwrap();
         assert!(d.digest().to_string().starts_with("sha256:2222"));
         let d = select_platform(&index, "linux", "arm64").unwrap();
@@ -131,7 +151,8 @@ mod tests {
 
     #[test]
     fn rejects_non_manifests() {
-        let err = parse_document(br#"{"schemaVersion":2,"mediaType":"text/plain"}"#, "m").unwrap_err();
+        let err =
+            parse_document(br#"{"schemaVersion":2,"mediaType":"text/plain"}"#, "m").unwrap_err();
         assert!(err.to_string().contains("unsupported media type"), "{err}");
         assert!(parse_document(b"[", "m").is_err());
     }

@@ -35,16 +35,28 @@ impl Progress {
                 }
                 bar.set_prefix(label.to_string());
                 bar.enable_steady_tick(Duration::from_millis(200));
-                Task { bar: Some(bar), label: label.to_string(), lines: false }
+                Task {
+                    bar: Some(bar),
+                    label: label.to_string(),
+                    lines: false,
+                }
             }
             Progress::Lines => {
                 match total {
                     Some(n) => eprintln!("{label}: {} to fetch", human_bytes(n)),
                     None => eprintln!("{label}: started"),
                 }
-                Task { bar: None, label: label.to_string(), lines: true }
+                Task {
+                    bar: None,
+                    label: label.to_string(),
+                    lines: true,
+                }
             }
-            Progress::Silent => Task { bar: None, label: label.to_string(), lines: false },
+            Progress::Silent => Task {
+                bar: None,
+                label: label.to_string(),
+                lines: false,
+            },
         }
     }
 
@@ -93,7 +105,11 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

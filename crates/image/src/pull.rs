@@ -29,7 +29,9 @@ pub struct PullOptions {
 
 impl PullOptions {
     pub fn from_config(config: &cairn_config::Config) -> PullOptions {
-        PullOptions { insecure: config.registries.insecure.clone() }
+        PullOptions {
+            insecure: config.registries.insecure.clone(),
+        }
     }
 }
 
@@ -45,28 +47,49 @@ pub struct PullReport {
 
 impl ImageStore {
     /// Pulls `reference` into the store (blocking; runs its own single-threaded runtime).
-    pub fn pull(&self, reference: &str, options: &PullOptions, progress: &Progress) -> Result<PullReport> {
+    pub fn pull(
+        &self,
+        reference: &str,
+        options: &PullOptions,
+        progress: &Progress,
+    ) -> Result<PullReport> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Registry { registry: reference.to_string(), message: e.to_string() })?;
+            .map_err(|e| Error::Registry {
+                registry: reference.to_string(),
+                message: e.to_string(),
+            })?;
         runtime.block_on(self.pull_async(reference, options, progress))
     }
 
-    async fn pull_async(&self, reference: &str, options: &PullOptions, progress: &Progress) -> Result<PullReport> {
-        let parsed: Reference = reference.parse().map_err(|e: oci_client::ParseError| Error::Reference {
-            reference: reference.to_string(),
-            message: e.to_string(),
-        })?;
+    async fn pull_async(
+        &self,
+        reference: &str,
+        options: &PullOptions,
+        progress: &Progress,
+    ) -> Result<PullReport> {
+        let parsed: Reference =
+            reference
+                .parse()
+                .map_err(|e: oci_client::ParseError| Error::Reference {
+                    reference: reference.to_string(),
+                    message: e.to_string(),
+                })?;
         let _work = self.work_lock()?;
         let remote = Remote::new(&parsed, options);
         let (manifest_digest, manifest_bytes) = remote.manifest().await?;
         let what = format!("manifest {manifest_digest}");
         let Document::Manifest(manifest) = manifest::parse_document(&manifest_bytes, &what)? else {
-            return Err(Error::Invalid { what, message: "an index inside an index".into() });
+            return Err(Error::Invalid {
+                what,
+                message: "an index inside an index".into(),
+            });
         };
         let config_digest = manifest::descriptor_digest(manifest.config())?;
-        let config_bytes = remote.small_blob(&config_digest, manifest.config().size()).await?;
+        let config_bytes = remote
+            .small_blob(&config_digest, manifest.config().size())
+            .await?;
         let config = manifest::parse_config(&config_bytes, &format!("config {config_digest}"))?;
         let diff_ids = manifest::diff_ids(&config, manifest.layers().len(), &what)?;
         let mut report = PullReport {
@@ -83,12 +106,23 @@ impl ImageStore {
                 continue;
             }
             let blob = manifest::descriptor_digest(layer)?;
-            report.bytes_fetched += self.fetch_layer(&remote, &blob, layer.size(), diff_id, progress).await?;
+            report.bytes_fetched += self
+                .fetch_layer(&remote, &blob, layer.size(), diff_id, progress)
+                .await?;
             report.layers_fetched += 1;
         }
         self.put_blob(&config_digest, &config_bytes, "config")?;
         self.put_blob(&manifest_digest, &manifest_bytes, "manifest")?;
-        self.record(&report.reference, record(&manifest, &manifest_digest, &config_digest, &diff_ids, "pull"))?;
+        self.record(
+            &report.reference,
+            record(
+                &manifest,
+                &manifest_digest,
+                &config_digest,
+                &diff_ids,
+                "pull",
+            ),
+        )?;
         Ok(report)
     }
 
@@ -116,7 +150,10 @@ impl ImageStore {
         }
         let (actual, count, buffered) = writer.finish().at(&tmp)?;
         blob.verify("layer blob", &actual)?;
-        let file = buffered.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
+        let file = buffered.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         let mut reader = std::io::BufReader::new(file.reopen().at(file.path())?);
         self.ingest_layer(&mut reader, None, diff_id)?;
         task.finish(&format!("{} fetched and unpacked", human_bytes(count)));
@@ -124,7 +161,13 @@ impl ImageStore {
     }
 }
 
-pub(crate) fn record(manifest: &ImageManifest, digest: &Digest, config: &Digest, diff_ids: &[Digest], source: &str) -> ImageRecord {
+pub(crate) fn record(
+    manifest: &ImageManifest,
+    digest: &Digest,
+    config: &Digest,
+    diff_ids: &[Digest],
+    source: &str,
+) -> ImageRecord {
     ImageRecord {
         manifest: digest.to_string(),
         config: config.to_string(),
@@ -159,12 +202,19 @@ impl<'a> Remote<'a> {
             platform_resolver: None,
             ..ClientConfig::default()
         };
-        Remote { client: Client::new(config), reference }
+        Remote {
+            client: Client::new(config),
+            reference,
+        }
     }
 
     fn error(&self, e: &dyn std::fmt::Display) -> Error {
         Error::Registry {
-            registry: format!("{}/{}", self.reference.registry(), self.reference.repository()),
+            registry: format!(
+                "{}/{}",
+                self.reference.registry(),
+                self.reference.repository()
+            ),
             message: e.to_string().replace('\n', " "),
         }
     }
@@ -181,15 +231,18 @@ impl<'a> Remote<'a> {
         if let Some(pinned) = self.reference.digest() {
             Digest::parse(pinned)?.verify("manifest", &digest)?;
         }
-        let Document::Index(index) = manifest::parse_document(&bytes, &format!("manifest {digest}"))? else {
+        let Document::Index(index) =
+            manifest::parse_document(&bytes, &format!("manifest {digest}"))?
+        else {
             return Ok((digest, bytes.to_vec()));
         };
         let (os, arch) = manifest::host_platform();
-        let entry = manifest::select_platform(&index, os, arch).ok_or_else(|| Error::NoPlatform {
-            reference: self.reference.whole(),
-            os: os.into(),
-            arch: arch.into(),
-        })?;
+        let entry =
+            manifest::select_platform(&index, os, arch).ok_or_else(|| Error::NoPlatform {
+                reference: self.reference.whole(),
+                os: os.into(),
+                arch: arch.into(),
+            })?;
         let wanted = manifest::descriptor_digest(entry)?;
         let child = Reference::with_digest(
             self.reference.registry().to_string(),
@@ -207,7 +260,10 @@ impl<'a> Remote<'a> {
 
     async fn small_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         if size > MAX_SMALL_BLOB {
-            return Err(Error::Invalid { what: digest.to_string(), message: format!("{size}-byte config") });
+            return Err(Error::Invalid {
+                what: digest.to_string(),
+                message: format!("{size}-byte config"),
+            });
         }
         let mut data = Vec::new();
         self.client

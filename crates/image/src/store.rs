@@ -44,7 +44,12 @@ pub struct Rootfs {
 impl Rootfs {
     /// The `lowerdir=` value: top layer first, colon-separated.
     pub fn lowerdir(&self) -> String {
-        let dirs: Vec<String> = self.layers.iter().rev().map(|p| p.display().to_string()).collect();
+        let dirs: Vec<String> = self
+            .layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         dirs.join(":")
     }
 }
@@ -89,7 +94,10 @@ impl ImageStore {
         }
         Ok(ImageStore {
             root: root.to_path_buf(),
-            index: IndexFile { path: root.join("index.json"), lock_path: root.join("index.lock") },
+            index: IndexFile {
+                path: root.join("index.json"),
+                lock_path: root.join("index.lock"),
+            },
             options: UnpackOptions::for_this_process(),
         })
     }
@@ -126,7 +134,12 @@ impl ImageStore {
     }
 
     /// Stores a small blob (manifest, config) after checking its digest.
-    pub(crate) fn put_blob(&self, expected: &Digest, data: &[u8], what: &'static str) -> Result<()> {
+    pub(crate) fn put_blob(
+        &self,
+        expected: &Digest,
+        data: &[u8],
+        what: &'static str,
+    ) -> Result<()> {
         expected.verify(what, &Digest::of(data))?;
         let path = self.blob_path(expected);
         if !path.exists() {
@@ -169,14 +182,22 @@ impl ImageStore {
                 .iter()
                 .filter(|(_, r)| r.manifest["sha256:".len()..].starts_with(hex))
                 .collect();
-            let manifests: BTreeSet<&str> = found.iter().map(|(_, r)| r.manifest.as_str()).collect();
+            let manifests: BTreeSet<&str> =
+                found.iter().map(|(_, r)| r.manifest.as_str()).collect();
             match (found.first(), manifests.len()) {
                 (Some((key, record)), 1) => return Ok(((*key).clone(), (*record).clone())),
                 (_, 0) => {}
-                (_, count) => return Err(Error::Ambiguous { reference: reference.to_string(), count }),
+                (_, count) => {
+                    return Err(Error::Ambiguous {
+                        reference: reference.to_string(),
+                        count,
+                    });
+                }
             }
         }
-        Err(Error::NotFound { reference: reference.to_string() })
+        Err(Error::NotFound {
+            reference: reference.to_string(),
+        })
     }
 
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
@@ -233,7 +254,9 @@ impl ImageStore {
                 if !dir.is_dir() {
                     return Err(Error::Invalid {
                         what: record.manifest.clone(),
-                        message: format!("layer {l} is missing from the store (pull or import the image again)"),
+                        message: format!(
+                            "layer {l} is missing from the store (pull or import the image again)"
+                        ),
                     });
                 }
                 Ok(dir)
@@ -245,10 +268,16 @@ impl ImageStore {
     /// a digest); blobs and layers go at the next [`ImageStore::gc`].
     pub fn remove(&self, reference: &str) -> Result<Vec<String>> {
         let (key, record) = self.resolve(reference)?;
-        let by_digest = key != reference && normalize_reference(reference).ok().as_deref() != Some(&key);
+        let by_digest =
+            key != reference && normalize_reference(reference).ok().as_deref() != Some(&key);
         self.index.update(|index| {
             let names: Vec<String> = if by_digest {
-                index.images.iter().filter(|(_, r)| r.manifest == record.manifest).map(|(k, _)| k.clone()).collect()
+                index
+                    .images
+                    .iter()
+                    .filter(|(_, r)| r.manifest == record.manifest)
+                    .map(|(k, _)| k.clone())
+                    .collect()
             } else {
                 vec![key.clone()]
             };
@@ -290,7 +319,9 @@ impl ImageStore {
         }
         for entry in fs::read_dir(&tmp).at(&tmp)? {
             let path = entry.at(&tmp)?.path();
-            let is_gc = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("gc-"));
+            let is_gc = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("gc-"));
             if !is_gc {
                 report.temporary += 1;
             }
@@ -307,15 +338,21 @@ fn hex_of(digest: &str) -> String {
 
 /// The canonical form of an image reference (`busybox` → `docker.io/library/busybox:latest`).
 pub fn normalize_reference(reference: &str) -> Result<String> {
-    let parsed: oci_client::Reference = reference.parse().map_err(|e: oci_client::ParseError| Error::Reference {
-        reference: reference.to_string(),
-        message: e.to_string(),
-    })?;
+    let parsed: oci_client::Reference =
+        reference
+            .parse()
+            .map_err(|e: oci_client::ParseError| Error::Reference {
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })?;
     Ok(parsed.whole())
 }
 
 pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl ImageStore {
@@ -329,7 +366,8 @@ impl ImageStore {
     ) -> Result<()> {
         let label = blob.unwrap_or(diff_id).to_string();
         let mut hashing = crate::digest::HashingReader::new(source);
-        let unpacked = crate::unpack::unpack_layer(&mut hashing, &self.tmp_dir(), &label, self.options)?;
+        let unpacked =
+            crate::unpack::unpack_layer(&mut hashing, &self.tmp_dir(), &label, self.options)?;
         let (blob_digest, _) = hashing.finish().map_err(|e| Error::Unpack {
             layer: label.clone(),
             path: String::new(),

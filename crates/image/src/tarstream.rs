@@ -21,7 +21,7 @@ pub struct Member {
     pub mtime: u64,
     pub size: u64,
     pub device: (u32, u32),
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Vec<PaxRecord>,
 }
 
 /// Errors while walking a stream: a malformed archive, a hostile member, or the visitor's own.
@@ -36,7 +36,7 @@ pub enum WalkError<E> {
 struct Pending {
     long_name: Option<Vec<u8>>,
     long_link: Option<Vec<u8>>,
-    pax: Vec<(Vec<u8>, Vec<u8>)>,
+    pax: Vec<PaxRecord>,
 }
 
 /// Calls `visit` for every member of the archive, in order, with a reader of its content.
@@ -55,10 +55,16 @@ pub fn walk<R: Read, E>(
         let path_bytes = header.path_bytes().into_owned();
         let extension = |pending_slot: &Option<Vec<u8>>| -> Result<(), WalkError<E>> {
             if size > MAX_EXTENSION {
-                return Err(WalkError::Hostile(hostile(&path_bytes, Reason::OversizedHeader(size))));
+                return Err(WalkError::Hostile(hostile(
+                    &path_bytes,
+                    Reason::OversizedHeader(size),
+                )));
             }
             if pending_slot.is_some() {
-                return Err(WalkError::Hostile(hostile(&path_bytes, Reason::Unsupported("repeated extension header".into()))));
+                return Err(WalkError::Hostile(hostile(
+                    &path_bytes,
+                    Reason::Unsupported("repeated extension header".into()),
+                )));
             }
             Ok(())
         };
@@ -75,7 +81,11 @@ pub fn walk<R: Read, E>(
         if kind.is_pax_local_extensions() {
             extension(&None)?;
             let data = read_record(&mut entry).map_err(WalkError::Io)?;
-            pending.pax.extend(parse_pax(&data).map_err(|m| WalkError::Hostile(hostile(&path_bytes, Reason::Unsupported(m))))?);
+            pending.pax.extend(
+                parse_pax(&data).map_err(|m| {
+                    WalkError::Hostile(hostile(&path_bytes, Reason::Unsupported(m)))
+                })?,
+            );
             continue;
         }
         if kind.is_pax_global_extensions() {
@@ -88,7 +98,9 @@ pub fn walk<R: Read, E>(
         visit(&member, &mut entry).map_err(WalkError::Visitor)?;
     }
     if pending.long_name.is_some() || pending.long_link.is_some() || !pending.pax.is_empty() {
-        return Err(WalkError::Io(std::io::Error::other("extension header without a member")));
+        return Err(WalkError::Io(std::io::Error::other(
+            "extension header without a member",
+        )));
     }
     Ok(())
 }
@@ -103,12 +115,18 @@ fn read_record(entry: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// A PAX record's key and value.
+pub type PaxRecord = (Vec<u8>, Vec<u8>);
+
 /// Parses PAX records: `<len> <key>=<value>\n`, each length counting the whole record.
-pub fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord>, String> {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let space = rest.iter().position(|&b| b == b' ').ok_or("pax record without length")?;
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("pax record without length")?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .ok()
             .and_then(|s| s.parse().ok())
@@ -117,7 +135,10 @@ pub fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
             return Err("pax record length out of bounds".into());
         }
         let record = &rest[space + 1..len - 1];
-        let eq = record.iter().position(|&b| b == b'=').ok_or("pax record without '='")?;
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("pax record without '='")?;
         out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
         rest = &rest[len..];
     }
@@ -125,14 +146,22 @@ pub fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
 }
 
 fn member(header: &tar::Header, size: u64, pending: Pending) -> Result<Member, Hostile> {
-    let mut path = pending.long_name.unwrap_or_else(|| header.path_bytes().into_owned());
-    let mut link = pending.long_link.or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+    let mut path = pending
+        .long_name
+        .unwrap_or_else(|| header.path_bytes().into_owned());
+    let mut link = pending
+        .long_link
+        .or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
     let mut uid = header.uid().unwrap_or(0);
     let mut gid = header.gid().unwrap_or(0);
     let mut mtime = header.mtime().unwrap_or(0);
     let mut xattrs = Vec::new();
     for (key, value) in pending.pax {
-        let number = || std::str::from_utf8(&value).ok().and_then(|v| v.split('.').next()?.parse::<u64>().ok());
+        let number = || {
+            std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.split('.').next()?.parse::<u64>().ok())
+        };
         match key.as_slice() {
             b"path" => path = value,
             b"linkpath" => link = Some(value),
@@ -140,7 +169,10 @@ fn member(header: &tar::Header, size: u64, pending: Pending) -> Result<Member, H
             b"gid" => gid = number().unwrap_or(gid),
             b"mtime" => mtime = number().unwrap_or(mtime),
             b"size" if number() != Some(size) => {
-                return Err(hostile(&path, Reason::Unsupported("pax size override".into())));
+                return Err(hostile(
+                    &path,
+                    Reason::Unsupported("pax size override".into()),
+                ));
             }
             k if k.starts_with(b"SCHILY.xattr.") => {
                 xattrs.push((k[b"SCHILY.xattr.".len()..].to_vec(), value));
@@ -157,7 +189,10 @@ fn member(header: &tar::Header, size: u64, pending: Pending) -> Result<Member, H
         tar::EntryType::Block => EntryKind::BlockDevice,
         tar::EntryType::Fifo => EntryKind::Fifo,
         other => {
-            return Err(hostile(&path, Reason::Unsupported(format!("tar entry type {:?}", other.as_byte() as char))));
+            return Err(hostile(
+                &path,
+                Reason::Unsupported(format!("tar entry type {:?}", other.as_byte() as char)),
+            ));
         }
     };
     let device = (
@@ -216,7 +251,9 @@ mod tests {
         let mut header = tar::Header::new_gnu();
         header.set_size(3);
         header.set_mode(0o640);
-        builder.append_data(&mut header, &long, &b"abc"[..]).unwrap();
+        builder
+            .append_data(&mut header, &long, &b"abc"[..])
+            .unwrap();
         let data = builder.into_inner().unwrap();
         let mut seen = vec![];
         walk(&data[..], |m, r| {

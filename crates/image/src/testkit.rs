@@ -15,20 +15,39 @@ use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
 pub use crate::hostile::EntryKind;
-use crate::manifest::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST, RuntimeConfig};
+use crate::manifest::{
+    OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST, RuntimeConfig,
+};
 use crate::unpack::{Compression, detect_compression};
 
 /// One entry of a layer built for tests.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    File { path: String, data: Vec<u8>, mode: u32 },
-    Dir { path: String, mode: u32 },
-    Symlink { path: String, target: String },
-    Hardlink { path: String, target: String },
+    File {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Hardlink {
+        path: String,
+        target: String,
+    },
     /// OCI whiteout of `path` (`dir/.wh.name`).
-    Whiteout { path: String },
+    Whiteout {
+        path: String,
+    },
     /// OCI opaque marker in `dir`.
-    Opaque { dir: String },
+    Opaque {
+        dir: String,
+    },
 }
 
 /// An uncompressed layer tar holding `entries` (in order, with fixed times and owners so that
@@ -53,7 +72,11 @@ pub fn layer_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
                 builder.append_data(&mut header, path, io::empty())?;
             }
             Entry::Symlink { path, target } | Entry::Hardlink { path, target } => {
-                let kind = if matches!(entry, Entry::Symlink { .. }) { tar::EntryType::Symlink } else { tar::EntryType::Link };
+                let kind = if matches!(entry, Entry::Symlink { .. }) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                };
                 header.set_entry_type(kind);
                 header.set_mode(0o777);
                 header.set_size(0);
@@ -61,7 +84,11 @@ pub fn layer_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
             }
             Entry::Whiteout { path } => {
                 let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-                let wh = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+                let wh = if dir.is_empty() {
+                    format!(".wh.{name}")
+                } else {
+                    format!("{dir}/.wh.{name}")
+                };
                 header.set_mode(0o644);
                 header.set_size(0);
                 builder.append_data(&mut header, wh, io::empty())?;
@@ -122,22 +149,57 @@ pub fn zstd(data: &[u8]) -> io::Result<Vec<u8>> {
 
 /// A base layer with Debian's static busybox as `/bin/busybox` and a few applet links.
 pub fn busybox_layer() -> io::Result<Vec<u8>> {
-    let busybox = fs::read("/bin/busybox")
-        .map_err(|e| io::Error::new(e.kind(), format!("/bin/busybox (install busybox-static): {e}")))?;
+    let busybox = fs::read("/bin/busybox").map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("/bin/busybox (install busybox-static): {e}"),
+        )
+    })?;
     let mut entries = vec![
-        Entry::Dir { path: "bin".into(), mode: 0o755 },
-        Entry::File { path: "bin/busybox".into(), data: busybox, mode: 0o755 },
+        Entry::Dir {
+            path: "bin".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "bin/busybox".into(),
+            data: busybox,
+            mode: 0o755,
+        },
     ];
     for applet in ["sh", "ls", "cat", "echo", "true"] {
-        entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".into(),
+        });
     }
     entries.extend([
-        Entry::Dir { path: "etc".into(), mode: 0o755 },
-        Entry::File { path: "etc/passwd".into(), data: b"root:x:0:0:root:/root:/bin/sh\n".to_vec(), mode: 0o644 },
-        Entry::File { path: "etc/motd".into(), data: b"base\n".to_vec(), mode: 0o644 },
-        Entry::Dir { path: "var/cache/base".into(), mode: 0o755 },
-        Entry::File { path: "var/cache/base/old".into(), data: b"old\n".to_vec(), mode: 0o644 },
-        Entry::Dir { path: "tmp".into(), mode: 0o1777 },
+        Entry::Dir {
+            path: "etc".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "etc/passwd".into(),
+            data: b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+            mode: 0o644,
+        },
+        Entry::File {
+            path: "etc/motd".into(),
+            data: b"base\n".to_vec(),
+            mode: 0o644,
+        },
+        Entry::Dir {
+            path: "var/cache/base".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "var/cache/base/old".into(),
+            data: b"old\n".to_vec(),
+            mode: 0o644,
+        },
+        Entry::Dir {
+            path: "tmp".into(),
+            mode: 0o1777,
+        },
     ]);
     layer_tar(&entries)
 }
@@ -220,7 +282,8 @@ impl ImageSpec {
         if let Some(name) = ref_name {
             entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
         }
-        let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]});
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]});
         fs::write(dir.join("index.json"), index.to_string())?;
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         Ok(digest)
@@ -245,7 +308,8 @@ impl ImageSpec {
             add(&name, blob)?;
             layer_names.push(name);
         }
-        let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]);
+        let manifest =
+            serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]);
         add("manifest.json", manifest.to_string().as_bytes())?;
         builder.into_inner()?.sync_all()
     }
@@ -280,8 +344,18 @@ impl Registry {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("docker-registry (install docker-registry): {e}")))?;
-        let registry = Registry { child, addr, storage, _dir: dir };
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("docker-registry (install docker-registry): {e}"),
+                )
+            })?;
+        let registry = Registry {
+            child,
+            addr,
+            storage,
+            _dir: dir,
+        };
         registry.wait_ready()?;
         Ok(registry)
     }
@@ -301,31 +375,61 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(io::Error::other(format!("docker-registry did not answer on {}", self.addr)))
+        Err(io::Error::other(format!(
+            "docker-registry did not answer on {}",
+            self.addr
+        )))
     }
 
     /// Where the registry keeps a blob's bytes (tests corrupt it there).
     pub fn blob_data(&self, digest: &Digest) -> PathBuf {
-        self.storage.join("docker/registry/v2/blobs/sha256").join(&digest.hex()[..2]).join(digest.hex()).join("data")
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&digest.hex()[..2])
+            .join(digest.hex())
+            .join("data")
     }
 
     /// Pushes `image` as `<addr>/<repository>:<tag>`; returns the manifest digest.
     pub fn push(&self, image: &ImageSpec, repository: &str, tag: &str) -> io::Result<Digest> {
         use oci_client::client::{ClientConfig, ClientProtocol};
-        let reference = oci_client::Reference::with_tag(self.addr.clone(), repository.to_string(), tag.to_string());
-        let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() });
+        let reference = oci_client::Reference::with_tag(
+            self.addr.clone(),
+            repository.to_string(),
+            tag.to_string(),
+        );
+        let client = oci_client::Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..ClientConfig::default()
+        });
         let manifest = image.manifest_json();
         let digest = Digest::of(&manifest);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(async {
             let anon = oci_client::secrets::RegistryAuth::Anonymous;
-            client.auth(&reference, &anon, oci_client::RegistryOperation::Push).await.map_err(io::Error::other)?;
-            for blob in image.layers.iter().map(|(b, _)| b.clone()).chain([image.config_json()]) {
+            client
+                .auth(&reference, &anon, oci_client::RegistryOperation::Push)
+                .await
+                .map_err(io::Error::other)?;
+            for blob in image
+                .layers
+                .iter()
+                .map(|(b, _)| b.clone())
+                .chain([image.config_json()])
+            {
                 let d = Digest::of(&blob);
-                client.push_blob(&reference, blob, d.as_str()).await.map_err(io::Error::other)?;
+                client
+                    .push_blob(&reference, blob, d.as_str())
+                    .await
+                    .map_err(io::Error::other)?;
             }
             let media = http::HeaderValue::from_static(OCI_MANIFEST);
-            client.push_manifest_raw(&reference, manifest, media).await.map_err(io::Error::other)?;
+            client
+                .push_manifest_raw(&reference, manifest, media)
+                .await
+                .map_err(io::Error::other)?;
             Ok::<(), io::Error>(())
         })?;
         Ok(digest)

@@ -27,12 +27,18 @@ pub struct UnpackOptions {
 
 impl UnpackOptions {
     pub fn for_this_process() -> UnpackOptions {
-        UnpackOptions { rootless: !nix::unistd::geteuid().is_root() }
+        UnpackOptions {
+            rootless: !nix::unistd::geteuid().is_root(),
+        }
     }
 
     /// The xattr that marks an opaque directory for overlayfs.
     pub fn opaque_xattr(&self) -> &'static str {
-        if self.rootless { "user.overlay.opaque" } else { "trusted.overlay.opaque" }
+        if self.rootless {
+            "user.overlay.opaque"
+        } else {
+            "trusted.overlay.opaque"
+        }
     }
 }
 
@@ -88,7 +94,10 @@ impl Unpacked {
             Err(_) if dest.exists() => crate::fsutil::remove_tree(&tmp),
             Err(e) => {
                 let _ = crate::fsutil::remove_tree(&tmp);
-                Err(Error::Io { path: dest.to_path_buf(), source: e })
+                Err(Error::Io {
+                    path: dest.to_path_buf(),
+                    source: e,
+                })
             }
         }
     }
@@ -106,7 +115,10 @@ pub fn unpack_layer(
     label: &str,
     options: UnpackOptions,
 ) -> Result<Unpacked> {
-    let dir = tempfile::Builder::new().prefix("layer-").tempdir_in(tmp_root).at(tmp_root)?;
+    let dir = tempfile::Builder::new()
+        .prefix("layer-")
+        .tempdir_in(tmp_root)
+        .at(tmp_root)?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).at(dir.path())?;
     let unpack_err = |path: &str, e: io::Error| Error::Unpack {
         layer: label.to_string(),
@@ -115,16 +127,28 @@ pub fn unpack_layer(
     };
     let decoder = decompress(source).map_err(|e| unpack_err("", e))?;
     let mut hashing = HashingReader::new(decoder);
-    let mut writer = LayerWriter { root: dir.path().to_path_buf(), options, dirs: Vec::new() };
-    let walked = walk(&mut hashing, |member, content| writer.apply(member, content));
+    let mut writer = LayerWriter {
+        root: dir.path().to_path_buf(),
+        options,
+        dirs: Vec::new(),
+    };
+    let walked = walk(&mut hashing, |member, content| {
+        writer.apply(member, content)
+    });
     match walked {
         Ok(()) => {}
         Err(WalkError::Io(e)) => return Err(unpack_err("", e)),
         Err(WalkError::Hostile(source)) => {
-            return Err(Error::HostileLayer { layer: label.to_string(), source });
+            return Err(Error::HostileLayer {
+                layer: label.to_string(),
+                source,
+            });
         }
         Err(WalkError::Visitor(EntryError::Hostile(source))) => {
-            return Err(Error::HostileLayer { layer: label.to_string(), source });
+            return Err(Error::HostileLayer {
+                layer: label.to_string(),
+                source,
+            });
         }
         Err(WalkError::Visitor(EntryError::Io(path, e))) => return Err(unpack_err(&path, e)),
     }
@@ -174,7 +198,8 @@ impl LayerWriter {
             }
             Action::Create { path, link } => {
                 let full = self.prepare(&member.path, &path, member.kind == EntryKind::Dir)?;
-                self.create(member, content, &full, link.as_deref()).map_err(io_err(&path))
+                self.create(member, content, &full, link.as_deref())
+                    .map_err(io_err(&path))
             }
         }
     }
@@ -190,7 +215,8 @@ impl LayerWriter {
             match fs::symlink_metadata(&current) {
                 Ok(m) if last => {
                     if !(keep_dir && m.is_dir()) {
-                        crate::fsutil::remove_any(&current, &m).map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
+                        crate::fsutil::remove_any(&current, &m)
+                            .map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
                     }
                 }
                 Ok(m) if m.file_type().is_symlink() => {
@@ -198,11 +224,13 @@ impl LayerWriter {
                 }
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    let e = io::Error::new(io::ErrorKind::NotADirectory, "a parent is not a directory");
+                    let e =
+                        io::Error::new(io::ErrorKind::NotADirectory, "a parent is not a directory");
                     return Err(EntryError::Io(rel.display().to_string(), e));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !last => {
-                    fs::create_dir(&current).map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
+                    fs::create_dir(&current)
+                        .map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(EntryError::Io(rel.display().to_string(), e)),
@@ -211,7 +239,13 @@ impl LayerWriter {
         Ok(current)
     }
 
-    fn create(&mut self, m: &Member, content: &mut dyn Read, full: &Path, link: Option<&Path>) -> io::Result<()> {
+    fn create(
+        &mut self,
+        m: &Member,
+        content: &mut dyn Read,
+        full: &Path,
+        link: Option<&Path>,
+    ) -> io::Result<()> {
         match m.kind {
             EntryKind::Dir => {
                 if !full.is_dir() {
@@ -222,7 +256,12 @@ impl LayerWriter {
                 return Ok(());
             }
             EntryKind::File => {
-                let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(full)?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(full)?;
                 io::copy(content, &mut file)?;
                 self.finish_owner(full, m)?;
                 file.set_permissions(fs::Permissions::from_mode(m.mode))?;
@@ -245,8 +284,12 @@ impl LayerWriter {
                 // std's hard_link does not follow a symlink source (linkat without FOLLOW).
                 return fs::hard_link(&source, full);
             }
-            EntryKind::CharDevice => make_node(full, nix::sys::stat::SFlag::S_IFCHR, m.mode, m.device)?,
-            EntryKind::BlockDevice => make_node(full, nix::sys::stat::SFlag::S_IFBLK, m.mode, m.device)?,
+            EntryKind::CharDevice => {
+                make_node(full, nix::sys::stat::SFlag::S_IFCHR, m.mode, m.device)?
+            }
+            EntryKind::BlockDevice => {
+                make_node(full, nix::sys::stat::SFlag::S_IFBLK, m.mode, m.device)?
+            }
             EntryKind::Fifo => make_node(full, nix::sys::stat::SFlag::S_IFIFO, m.mode, (0, 0))?,
         }
         self.finish_owner(full, m)?;
@@ -273,7 +316,8 @@ impl LayerWriter {
         if self.options.rootless {
             return Ok(());
         }
-        let id = |v: u64| u32::try_from(v).map_err(|_| io::Error::other(format!("id {v} out of range")));
+        let id =
+            |v: u64| u32::try_from(v).map_err(|_| io::Error::other(format!("id {v} out of range")));
         std::os::unix::fs::lchown(full, Some(id(m.uid)?), Some(id(m.gid)?))?;
         for (name, value) in &m.xattrs {
             let name = String::from_utf8_lossy(name);
@@ -288,7 +332,8 @@ impl LayerWriter {
         for (path, mode, time) in &self.dirs {
             let fail = |e| (path.display().to_string(), e);
             let dir = File::open(path).map_err(fail)?;
-            dir.set_permissions(fs::Permissions::from_mode(*mode)).map_err(fail)?;
+            dir.set_permissions(fs::Permissions::from_mode(*mode))
+                .map_err(fail)?;
             dir.set_modified(mtime(*time)).map_err(fail)?;
         }
         Ok(())
@@ -299,7 +344,12 @@ fn mtime(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-fn make_node(path: &Path, kind: nix::sys::stat::SFlag, mode: u32, (major, minor): (u32, u32)) -> io::Result<()> {
+fn make_node(
+    path: &Path,
+    kind: nix::sys::stat::SFlag,
+    mode: u32,
+    (major, minor): (u32, u32),
+) -> io::Result<()> {
     let perm = nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777);
     let dev = nix::sys::stat::makedev(u64::from(major), u64::from(minor));
     nix::sys::stat::mknod(path, kind, perm, dev).map_err(io::Error::from)
@@ -311,11 +361,20 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let c_name = std::ffi::CString::new(name).map_err(io::Error::other)?;
     // SAFETY: both strings are NUL-terminated and outlive the call; value is a valid slice.
     let rc = unsafe {
-        libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
     };
     if rc != 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("setting xattr {name}: {e}")));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("setting xattr {name}: {e}"),
+        ));
     }
     Ok(())
 }
@@ -328,11 +387,20 @@ pub fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     // SAFETY: strings are NUL-terminated; buf is writable for buf.len() bytes.
     let n = unsafe {
-        libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if n < 0 {
         let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENODATA) { Ok(None) } else { Err(e) };
+        return if e.raw_os_error() == Some(libc::ENODATA) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     buf.truncate(n as usize);
     Ok(Some(buf))

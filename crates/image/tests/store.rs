@@ -1,11 +1,15 @@
 //! The store against real components: Debian's docker-registry on a loopback port, images
 //! built from Debian's static busybox, real unpacking into a temporary store.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use cairn_image::testkit::{Entry, EntryKind, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member};
+use cairn_image::testkit::{
+    Entry, EntryKind, ImageSpec, Registry, busybox_layer, finish_raw, layer_tar, raw_member,
+};
 use cairn_image::unpack::{Compression, get_xattr};
 use cairn_image::{Digest, ImageStore, Progress, PullOptions, RuntimeConfig};
 
@@ -16,7 +20,9 @@ fn store() -> (tempfile::TempDir, ImageStore) {
 }
 
 fn insecure(registry: &Registry) -> PullOptions {
-    PullOptions { insecure: vec![registry.addr.clone()] }
+    PullOptions {
+        insecure: vec![registry.addr.clone()],
+    }
 }
 
 fn base_image() -> ImageSpec {
@@ -27,29 +33,56 @@ fn base_image() -> ImageSpec {
         working_dir: Some("/tmp".into()),
         user: Some("0:0".into()),
     };
-    ImageSpec { runtime, ..ImageSpec::default() }.layer(&busybox_layer().unwrap(), Compression::Gzip).unwrap()
+    ImageSpec {
+        runtime,
+        ..ImageSpec::default()
+    }
+    .layer(&busybox_layer().unwrap(), Compression::Gzip)
+    .unwrap()
 }
 
 fn delta_layer() -> Vec<u8> {
     layer_tar(&[
-        Entry::File { path: "etc/hello".into(), data: b"delta\n".to_vec(), mode: 0o600 },
-        Entry::Whiteout { path: "etc/motd".into() },
-        Entry::Opaque { dir: "var/cache/base".into() },
-        Entry::File { path: "var/cache/base/new".into(), data: b"new\n".to_vec(), mode: 0o644 },
-        Entry::Hardlink { path: "etc/hello2".into(), target: "etc/hello".into() },
+        Entry::File {
+            path: "etc/hello".into(),
+            data: b"delta\n".to_vec(),
+            mode: 0o600,
+        },
+        Entry::Whiteout {
+            path: "etc/motd".into(),
+        },
+        Entry::Opaque {
+            dir: "var/cache/base".into(),
+        },
+        Entry::File {
+            path: "var/cache/base/new".into(),
+            data: b"new\n".to_vec(),
+            mode: 0o644,
+        },
+        Entry::Hardlink {
+            path: "etc/hello2".into(),
+            target: "etc/hello".into(),
+        },
     ])
     .unwrap()
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
 
 fn assert_empty_store(store: &ImageStore) {
     for sub in ["blobs/sha256", "layers/sha256", "tmp"] {
-        assert_eq!(entries(&store.root().join(sub)), Vec::<String>::new(), "{sub} not empty");
+        assert_eq!(
+            entries(&store.root().join(sub)),
+            Vec::<String>::new(),
+            "{sub} not empty"
+        );
     }
 }
 
@@ -60,7 +93,9 @@ fn pull_verifies_and_unpacks_busybox() {
     let digest = registry.push(&image, "busybox", "1").unwrap();
     let (_d, store) = store();
     let reference = format!("{}/busybox:1", registry.addr);
-    let report = store.pull(&reference, &insecure(&registry), &Progress::Silent).unwrap();
+    let report = store
+        .pull(&reference, &insecure(&registry), &Progress::Silent)
+        .unwrap();
     assert_eq!(report.manifest, digest.to_string());
     assert_eq!((report.layers_fetched, report.layers_present), (1, 0));
 
@@ -69,13 +104,21 @@ fn pull_verifies_and_unpacks_busybox() {
     let layer = &rootfs.layers[0];
     let busybox = fs::read(layer.join("bin/busybox")).unwrap();
     assert_eq!(busybox, fs::read("/bin/busybox").unwrap());
-    assert_eq!(fs::read_link(layer.join("bin/sh")).unwrap(), Path::new("busybox"));
-    assert_eq!(fs::metadata(layer.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+    assert_eq!(
+        fs::read_link(layer.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert_eq!(
+        fs::metadata(layer.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
     assert_eq!(rootfs.config.entrypoint, vec!["/bin/sh"]);
     assert_eq!(rootfs.config.working_dir.as_deref(), Some("/tmp"));
     // Found again by digest prefix, and a second pull downloads nothing.
     assert_eq!(store.resolve(&digest.hex()[..12]).unwrap().0, reference);
-    let again = store.pull(&reference, &insecure(&registry), &Progress::Silent).unwrap();
+    let again = store
+        .pull(&reference, &insecure(&registry), &Progress::Silent)
+        .unwrap();
     assert_eq!((again.layers_fetched, again.layers_present), (0, 1));
 }
 
@@ -84,7 +127,13 @@ fn plain_http_needs_configuration() {
     let registry = Registry::start().unwrap();
     registry.push(&base_image(), "busybox", "1").unwrap();
     let (_d, store) = store();
-    let err = store.pull(&format!("{}/busybox:1", registry.addr), &PullOptions::default(), &Progress::Silent).unwrap_err();
+    let err = store
+        .pull(
+            &format!("{}/busybox:1", registry.addr),
+            &PullOptions::default(),
+            &Progress::Silent,
+        )
+        .unwrap_err();
     assert!(err.to_string().contains(&registry.addr), "{err}");
     assert!(store.list().unwrap().is_empty());
 }
@@ -101,9 +150,18 @@ fn corrupted_blob_is_rejected_and_nothing_kept() {
     data[last] ^= 0xff;
     fs::write(&path, data).unwrap();
     let (_d, store) = store();
-    let err = store.pull(&format!("{}/busybox:bad", registry.addr), &insecure(&registry), &Progress::Silent).unwrap_err();
+    let err = store
+        .pull(
+            &format!("{}/busybox:bad", registry.addr),
+            &insecure(&registry),
+            &Progress::Silent,
+        )
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(blob.as_str()) || text.to_lowercase().contains("digest"), "{text}");
+    assert!(
+        text.contains(blob.as_str()) || text.to_lowercase().contains("digest"),
+        "{text}"
+    );
     assert!(store.list().unwrap().is_empty());
     assert_empty_store(&store);
 }
@@ -112,46 +170,113 @@ fn corrupted_blob_is_rejected_and_nothing_kept() {
 fn shared_base_is_stored_once_and_delta_applies_whiteouts() {
     let registry = Registry::start().unwrap();
     let base = base_image();
-    let delta = base.clone().layer(&delta_layer(), Compression::Zstd).unwrap();
-    let other = base.clone().layer(&layer_tar(&[Entry::File { path: "other".into(), data: b"x".to_vec(), mode: 0o644 }]).unwrap(), Compression::None).unwrap();
+    let delta = base
+        .clone()
+        .layer(&delta_layer(), Compression::Zstd)
+        .unwrap();
+    let other = base
+        .clone()
+        .layer(
+            &layer_tar(&[Entry::File {
+                path: "other".into(),
+                data: b"x".to_vec(),
+                mode: 0o644,
+            }])
+            .unwrap(),
+            Compression::None,
+        )
+        .unwrap();
     registry.push(&base, "base", "1").unwrap();
     registry.push(&delta, "delta", "1").unwrap();
     registry.push(&other, "other", "1").unwrap();
     let (_d, store) = store();
     let opts = insecure(&registry);
-    store.pull(&format!("{}/base:1", registry.addr), &opts, &Progress::Silent).unwrap();
-    let report = store.pull(&format!("{}/delta:1", registry.addr), &opts, &Progress::Silent).unwrap();
+    store
+        .pull(
+            &format!("{}/base:1", registry.addr),
+            &opts,
+            &Progress::Silent,
+        )
+        .unwrap();
+    let report = store
+        .pull(
+            &format!("{}/delta:1", registry.addr),
+            &opts,
+            &Progress::Silent,
+        )
+        .unwrap();
     assert_eq!((report.layers_fetched, report.layers_present), (1, 1));
-    store.pull(&format!("{}/other:1", registry.addr), &opts, &Progress::Silent).unwrap();
+    store
+        .pull(
+            &format!("{}/other:1", registry.addr),
+            &opts,
+            &Progress::Silent,
+        )
+        .unwrap();
     // base layer + delta layer + other's layer: three directories for three images.
     assert_eq!(entries(&store.root().join("layers/sha256")).len(), 3);
 
     let rootfs = store.rootfs(&format!("{}/delta:1", registry.addr)).unwrap();
-    assert_eq!(rootfs.layers[0], store.rootfs(&format!("{}/base:1", registry.addr)).unwrap().layers[0]);
-    assert_eq!(rootfs.lowerdir(), format!("{}:{}", rootfs.layers[1].display(), rootfs.layers[0].display()));
+    assert_eq!(
+        rootfs.layers[0],
+        store
+            .rootfs(&format!("{}/base:1", registry.addr))
+            .unwrap()
+            .layers[0]
+    );
+    assert_eq!(
+        rootfs.lowerdir(),
+        format!(
+            "{}:{}",
+            rootfs.layers[1].display(),
+            rootfs.layers[0].display()
+        )
+    );
     let top = &rootfs.layers[1];
     let motd = fs::symlink_metadata(top.join("etc/motd")).unwrap();
-    assert!(motd.file_type().is_char_device() && motd.rdev() == 0, "whiteout is a 0/0 char device");
+    assert!(
+        motd.file_type().is_char_device() && motd.rdev() == 0,
+        "whiteout is a 0/0 char device"
+    );
     let opaque = get_xattr(&top.join("var/cache/base"), rootfs.opaque_xattr).unwrap();
     assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
-    assert_eq!(fs::metadata(top.join("etc/hello")).unwrap().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(top.join("etc/hello2")).unwrap().ino(), fs::metadata(top.join("etc/hello")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(top.join("etc/hello")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(top.join("etc/hello2")).unwrap().ino(),
+        fs::metadata(top.join("etc/hello")).unwrap().ino()
+    );
     assert!(!top.join("etc/.wh.motd").exists());
 }
 
 #[test]
 fn hostile_layer_is_rejected_and_nothing_kept() {
     let registry = Registry::start().unwrap();
-    let evil = finish_raw([
-        raw_member(b"ok", EntryKind::File, b"", b"fine"),
-        raw_member(b"../../escape", EntryKind::File, b"", b"pwned"),
-    ]
-    .concat());
-    let image = ImageSpec::default().layer(&evil, Compression::Gzip).unwrap();
+    let evil = finish_raw(
+        [
+            raw_member(b"ok", EntryKind::File, b"", b"fine"),
+            raw_member(b"../../escape", EntryKind::File, b"", b"pwned"),
+        ]
+        .concat(),
+    );
+    let image = ImageSpec::default()
+        .layer(&evil, Compression::Gzip)
+        .unwrap();
     registry.push(&image, "evil", "1").unwrap();
     let (dir, store) = store();
-    let err = store.pull(&format!("{}/evil:1", registry.addr), &insecure(&registry), &Progress::Silent).unwrap_err();
-    assert!(err.to_string().contains("hostile entry \"../../escape\""), "{err}");
+    let err = store
+        .pull(
+            &format!("{}/evil:1", registry.addr),
+            &insecure(&registry),
+            &Progress::Silent,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("hostile entry \"../../escape\""),
+        "{err}"
+    );
     assert!(!dir.path().join("escape").exists() && !store.root().join("escape").exists());
     assert_empty_store(&store);
 }
@@ -159,15 +284,21 @@ fn hostile_layer_is_rejected_and_nothing_kept() {
 #[test]
 fn symlink_then_write_through_it_is_rejected() {
     let (_d, store) = store();
-    let evil = finish_raw([
-        raw_member(b"etc", EntryKind::Symlink, b"/etc", b""),
-        raw_member(b"etc/cairn-pwned", EntryKind::File, b"", b"x"),
-    ]
-    .concat());
-    let image = ImageSpec::default().layer(&evil, Compression::None).unwrap();
+    let evil = finish_raw(
+        [
+            raw_member(b"etc", EntryKind::Symlink, b"/etc", b""),
+            raw_member(b"etc/cairn-pwned", EntryKind::File, b"", b"x"),
+        ]
+        .concat(),
+    );
+    let image = ImageSpec::default()
+        .layer(&evil, Compression::None)
+        .unwrap();
     let layout = tempfile::tempdir().unwrap();
     image.write_oci_layout(layout.path(), Some("evil")).unwrap();
-    let err = store.import(layout.path(), None, &Progress::Silent).unwrap_err();
+    let err = store
+        .import(layout.path(), None, &Progress::Silent)
+        .unwrap_err();
     assert!(err.to_string().contains("through a symlink"), "{err}");
     assert!(!Path::new("/etc/cairn-pwned").exists());
     assert_empty_store(&store);
@@ -177,7 +308,10 @@ fn symlink_then_write_through_it_is_rejected() {
 fn rm_and_gc_leave_nothing() {
     let registry = Registry::start().unwrap();
     let base = base_image();
-    let delta = base.clone().layer(&delta_layer(), Compression::Gzip).unwrap();
+    let delta = base
+        .clone()
+        .layer(&delta_layer(), Compression::Gzip)
+        .unwrap();
     registry.push(&base, "base", "1").unwrap();
     registry.push(&delta, "delta", "1").unwrap();
     let (_d, store) = store();
@@ -205,10 +339,16 @@ fn rm_and_gc_leave_nothing() {
 #[test]
 fn import_oci_layout_dir_and_tar() {
     let (_d, store) = store();
-    let image = base_image().layer(&delta_layer(), Compression::Zstd).unwrap();
+    let image = base_image()
+        .layer(&delta_layer(), Compression::Zstd)
+        .unwrap();
     let layout = tempfile::tempdir().unwrap();
-    let digest = image.write_oci_layout(layout.path(), Some("example.org/app:2")).unwrap();
-    let imported = store.import(layout.path(), None, &Progress::Silent).unwrap();
+    let digest = image
+        .write_oci_layout(layout.path(), Some("example.org/app:2"))
+        .unwrap();
+    let imported = store
+        .import(layout.path(), None, &Progress::Silent)
+        .unwrap();
     assert_eq!(imported[0].reference, "example.org/app:2");
     assert_eq!(imported[0].manifest, digest.to_string());
     assert_eq!(store.rootfs("example.org/app:2").unwrap().layers.len(), 2);
@@ -218,30 +358,51 @@ fn import_oci_layout_dir_and_tar() {
     let mut builder = tar::Builder::new(fs::File::create(&tar_path).unwrap());
     builder.append_dir_all(".", layout.path()).unwrap();
     builder.finish().unwrap();
-    let imported = store.import(&tar_path, Some("local/app:tar"), &Progress::Silent).unwrap();
-    assert_eq!((imported[0].layers_unpacked, imported[0].layers_present), (0, 2));
-    assert_eq!(store.resolve("local/app:tar").unwrap().1.manifest, digest.to_string());
+    let imported = store
+        .import(&tar_path, Some("local/app:tar"), &Progress::Silent)
+        .unwrap();
+    assert_eq!(
+        (imported[0].layers_unpacked, imported[0].layers_present),
+        (0, 2)
+    );
+    assert_eq!(
+        store.resolve("local/app:tar").unwrap().1.manifest,
+        digest.to_string()
+    );
     assert_eq!(entries(&store.root().join("tmp")), Vec::<String>::new());
 }
 
 #[test]
 fn import_docker_archive() {
     let (_d, store) = store();
-    let image = ImageSpec { runtime: RuntimeConfig { cmd: vec!["/bin/sh".into()], ..RuntimeConfig::default() }, ..ImageSpec::default() }
-        .layer(&busybox_layer().unwrap(), Compression::None)
-        .unwrap()
-        .layer(&delta_layer(), Compression::None)
-        .unwrap();
+    let image = ImageSpec {
+        runtime: RuntimeConfig {
+            cmd: vec!["/bin/sh".into()],
+            ..RuntimeConfig::default()
+        },
+        ..ImageSpec::default()
+    }
+    .layer(&busybox_layer().unwrap(), Compression::None)
+    .unwrap()
+    .layer(&delta_layer(), Compression::None)
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("saved.tar");
-    image.write_docker_archive(&archive, "localhost/busybox:saved").unwrap();
+    image
+        .write_docker_archive(&archive, "localhost/busybox:saved")
+        .unwrap();
     let imported = store.import(&archive, None, &Progress::Silent).unwrap();
     assert_eq!(imported[0].reference, "localhost/busybox:saved");
     assert_eq!(imported[0].layers_unpacked, 2);
     let rootfs = store.rootfs("localhost/busybox:saved").unwrap();
     assert_eq!(rootfs.config.cmd, vec!["/bin/sh"]);
     assert!(rootfs.layers[0].join("bin/busybox").is_file());
-    assert!(fs::symlink_metadata(rootfs.layers[1].join("etc/motd")).unwrap().file_type().is_char_device());
+    assert!(
+        fs::symlink_metadata(rootfs.layers[1].join("etc/motd"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
 }
 
 #[test]
@@ -250,8 +411,12 @@ fn wrong_diff_id_is_rejected() {
     let mut image = base_image();
     image.layers[0].1 = Digest::of(b"not the layer");
     let layout = tempfile::tempdir().unwrap();
-    image.write_oci_layout(layout.path(), Some("x/y:z")).unwrap();
-    let err = store.import(layout.path(), None, &Progress::Silent).unwrap_err();
+    image
+        .write_oci_layout(layout.path(), Some("x/y:z"))
+        .unwrap();
+    let err = store
+        .import(layout.path(), None, &Progress::Silent)
+        .unwrap_err();
     assert!(err.to_string().contains("diff_id"), "{err}");
     assert_empty_store(&store);
 }
