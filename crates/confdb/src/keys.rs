@@ -101,6 +101,12 @@ pub fn create_key(dir: &Path, name: &str) -> Result<PublicKey, Error> {
             reason: format!("already exists at {}", path.display()),
         });
     }
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Only the owner needs to list private keys.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e))?;
+    }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Key {
         name: name.to_string(),
@@ -165,7 +171,7 @@ pub fn sign_document(dir: &Path, name: &str, document: &[u8]) -> Result<Vec<u8>,
 
 /// Splits a signed document into (body, signature line) if its last line is a signature.
 fn split_signed(signed: &[u8]) -> Option<(&[u8], &str)> {
-    let trimmed = signed.strip_suffix(b"\n").unwrap_or(signed);
+    let trimmed = signed.trim_ascii_end();
     let start = trimmed
         .iter()
         .rposition(|b| *b == b'\n')
@@ -340,6 +346,18 @@ mod tests {
         assert_eq!(body, "account: acme\nname: x\n");
         assert_eq!(key, public);
         assert!(sign_document(dir.path(), "main", &signed).is_err());
+        let mut padded = signed.clone();
+        padded.extend_from_slice(b"\n\n");
+        assert!(
+            verify_document(&padded).is_ok(),
+            "trailing blank lines are harmless"
+        );
+        let nested = dir.path().join("sub");
+        create_key(&nested, "k").unwrap();
+        assert_eq!(
+            fs::metadata(&nested).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         assert!(
             sign_document(dir.path(), "nope", b"x")
                 .unwrap_err()
