@@ -3,14 +3,15 @@
 //! [`run`] does all the allocating work first ([`Launch::prepare`]: C strings, the mount
 //! plan, the seccomp programs, the cgroup). Then one `clone` creates the child in its new
 //! namespaces; the child ([`Launch::child`]) only replays the plan with raw system calls and
-//! reports the first failure as one line on a close-on-exec pipe. EOF on that pipe without
-//! data means the program was exec'd. The parent then forwards signals until the child exits.
+//! reports the first failure as one line on a close-on-exec pipe. The parent forwards signals
+//! until the child exits, then reads that pipe: EOF without data means the program was
+//! exec'd and the status is its own.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use libc::{c_char, c_int, pid_t};
 use seccompiler::BpfProgram;
@@ -27,68 +28,17 @@ use crate::{caps, seccomp, signals, sys};
 /// is just its status.
 pub fn run(spec: &SandboxSpec) -> Result<i32, Error> {
     let caller = Caller::current();
-    let scratch = Scratch::create()?;
     let cgroup = Cgroup::create(&spec.cgroup)?;
-    let result = Launch::prepare(spec, caller, &scratch.path, cgroup.as_ref())
-        .and_then(|launch| launch.execute(&scratch));
+    let result = Launch::prepare(spec, caller, cgroup.as_ref()).and_then(Launch::execute);
     if let Some(cg) = cgroup {
         cg.remove();
     }
-    drop(scratch);
     result
 }
 
-/// The empty host directory the child mounts its root tmpfs on (in its own mount namespace).
-struct Scratch {
-    path: PathBuf,
-    removed: bool,
-}
-
-impl Scratch {
-    fn create() -> Result<Scratch, Error> {
-        let base = Path::new("/tmp");
-        let pid = std::process::id();
-        let mut last = None;
-        for n in 0..16u32 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = base.join(format!(".cairn-root-{pid}-{nanos:x}{n}"));
-            // mkdir fails on any existing name, so a name planted by someone else is skipped.
-            match std::fs::DirBuilder::new().mode_0700().create(&path) {
-                Ok(()) => return Ok(Scratch { path, removed: false }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(err) => return Err(Error::Path { op: "mkdir", path, err }),
-            }
-        }
-        let err = last.unwrap_or_else(|| std::io::Error::other("no free name"));
-        Err(Error::Path { op: "mkdir", path: base.to_path_buf(), err })
-    }
-
-    fn remove(&mut self) {
-        if !self.removed {
-            let _ = std::fs::remove_dir(&self.path);
-            self.removed = true;
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-trait Mode0700 {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-
-impl Mode0700 for std::fs::DirBuilder {
-    fn mode_0700(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
-    }
-}
+/// Where the child mounts its root tmpfs, inside its own private mount namespace (the host
+/// never sees it; bind sources are opened before it is covered, see `rootfs`).
+const ROOT_MOUNT_POINT: &str = "/tmp";
 
 /// Everything the child needs, prepared so that it never allocates.
 struct Launch {
@@ -149,7 +99,6 @@ impl Launch {
     fn prepare(
         spec: &SandboxSpec,
         caller: Caller,
-        scratch: &Path,
         cgroup: Option<&Cgroup>,
     ) -> Result<Launch, Error> {
         let ns = spec.namespaces;
@@ -207,14 +156,14 @@ impl Launch {
             cgroup_fds,
             hostname,
             loopback: ns.net,
-            root: RootPlan::new(&spec.mounts, scratch)?,
+            root: RootPlan::new(&spec.mounts, Path::new(ROOT_MOUNT_POINT))?,
             program,
             die_with_parent: spec.die_with_parent,
         })
     }
 
     /// Parent side of the launch, from clone to the program's exit.
-    fn execute(self, scratch: &Scratch) -> Result<i32, Error> {
+    fn execute(self) -> Result<i32, Error> {
         let (err_read, err_write) = pipe()?;
         let sync = match self.mapping {
             Mapping::Parent => Some(pipe()?),
@@ -243,15 +192,15 @@ impl Launch {
             }
             None => Ok(()),
         };
-        let report = mapped.and_then(|()| read_report(&err_read));
-        if let Err(e) = report {
+        if let Err(e) = mapped {
             kill_and_reap(child);
             return Err(e);
         }
-        // The child has pivoted away from the scratch directory: it is no mount point now.
-        let mut scratch_dir = Scratch { path: scratch.path.clone(), removed: false };
-        scratch_dir.remove();
-        Ok(signals::exit_code(signals::forward_until_exit(child, &set)))
+        // Not waiting for the exec report here saves a wake-up on the hot path: the report
+        // (or EOF) is read once the sandbox has exited, when every writer is gone.
+        let status = signals::forward_until_exit(child, &set);
+        read_report(&err_read)?;
+        Ok(signals::exit_code(status))
     }
 
     /// The set-up child. Never returns: it execs the program, becomes the reaper, or exits.
@@ -276,10 +225,8 @@ impl Launch {
         if self.die_with_parent {
             die_with_parent(err_fd)?;
         }
-        match (&self.mapping, sync_fd) {
-            (Mapping::Child { uid_map, gid_map }, _) => userns::map_self(uid_map, gid_map)?,
-            (Mapping::Parent, Some(fd)) => wait_for_eof(fd)?,
-            _ => {}
+        if let Mapping::Child { uid_map, gid_map } = &self.mapping {
+            userns::map_self(uid_map, gid_map)?;
         }
         cgroup::join(&self.cgroup_fds)?;
         if self.late_cgroup_ns {
@@ -293,6 +240,11 @@ impl Launch {
         }
         if self.loopback {
             loopback_up()?;
+        }
+        // Root launches: the parent writes the maps right after clone, usually before we get
+        // here, so this rarely blocks; nothing above needs mapped ids, the mounts below do.
+        if let Some(fd) = sync_fd {
+            wait_for_eof(fd)?;
         }
         self.root.apply()?;
         if self.time_ns {

@@ -6,18 +6,20 @@
 //! symlinks the spec itself creates, and pre-builds every path as a C string. The child then
 //! only replays the list ([`RootPlan::apply`]), one system call per step, without allocating.
 //!
-//! The tmpfs is mounted on a fresh empty directory of the host's /tmp (inside the child's
-//! private mount namespace, so the host never sees it), which keeps every host path reachable
-//! under its own name while mounting: bind sources resolve exactly as on the host, including
-//! absolute symlinks. At the end the root is made read-only and pivoted into with
+//! The tmpfs is mounted over /tmp inside the child's private mount namespace (the host never
+//! sees it; no host directory is created or removed, which on a busy journaling filesystem
+//! costs milliseconds). Every bind source is opened (O_PATH) before that, so sources resolve
+//! exactly as on the host, even below /tmp or through absolute symlinks, and are bound from
+//! `/proc/self/fd/N`. At the end the root is made read-only and pivoted into with
 //! `pivot_root(".", ".")`, and the old root is detached.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use libc::c_ulong;
+use libc::{c_int, c_ulong};
 
 use crate::dev;
 use crate::error::{Error, Fail};
@@ -34,8 +36,9 @@ pub(crate) enum Op {
     Touch { path: CString },
     /// A new filesystem instance (tmpfs, proc, devpts, mqueue).
     Mount { what: &'static str, fstype: &'static CStr, path: CString, flags: c_ulong, data: CString },
-    /// A recursive bind of a host path, optionally made read-only, nosuid and nodev.
-    Bind { source: CString, path: CString, readonly: bool },
+    /// A recursive bind of a host path, optionally made read-only, nosuid and nodev. With a
+    /// `slot`, the source is opened before the root is mounted and bound through its fd.
+    Bind { source: CString, path: CString, readonly: bool, slot: Option<usize> },
     Symlink { target: CString, path: CString },
     /// Writes a file's contents (mode 0444).
     WriteFile { path: CString, contents: Vec<u8> },
@@ -47,6 +50,8 @@ pub(crate) enum Op {
 pub(crate) struct RootPlan {
     scratch: CString,
     ops: Vec<Op>,
+    /// O_PATH descriptors of the bind sources, filled in by the child (no allocation there).
+    fds: Vec<Cell<c_int>>,
 }
 
 const ROOT_FLAGS: c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
@@ -58,7 +63,8 @@ impl RootPlan {
         for mount in mounts {
             b.add(mount)?;
         }
-        Ok(RootPlan { scratch: b.scratch_c, ops: b.ops })
+        let fds = (0..b.slots).map(|_| Cell::new(-1)).collect();
+        Ok(RootPlan { scratch: b.scratch_c, ops: b.ops, fds })
     }
 
     #[cfg(test)]
@@ -79,6 +85,7 @@ impl RootPlan {
         // refuses shared mounts.
         sys::mount(None, root, None, libc::MS_REC | libc::MS_PRIVATE, None)
             .map_err(|e| Fail::new("make / private", b"", e))?;
+        self.open_sources()?;
         let scratch = self.scratch.as_c_str();
         sys::mount(Some(c"tmpfs"), scratch, Some(c"tmpfs"), ROOT_FLAGS, Some(c"mode=0755"))
             .map_err(|e| Fail::new("mount tmpfs root", b"", e))?;
@@ -93,6 +100,22 @@ impl RootPlan {
         // The old root now sits on top of the new one at "/": detach it and everything below.
         sys::umount2(c".", libc::MNT_DETACH).map_err(|e| Fail::new("detach old root", b"", e))?;
         sys::chdir(root).map_err(|e| Fail::new("chdir", b"/", e))
+    }
+
+    /// Opens every slotted bind source while the host tree is still fully visible.
+    fn open_sources(&self) -> Result<(), Fail<'_>> {
+        for op in &self.ops {
+            if let Op::Bind { source, path, slot: Some(slot), .. } = op {
+                let fd = sys::open(source, libc::O_PATH, 0).map_err(|errno| Fail {
+                    what: "bind",
+                    path: source.to_bytes(),
+                    dest: Some(self.shown(path)),
+                    errno,
+                })?;
+                self.fds[*slot].set(fd);
+            }
+        }
+        Ok(())
     }
 
     fn apply_op<'a>(&'a self, op: &'a Op) -> Result<(), Fail<'a>> {
@@ -110,7 +133,14 @@ impl RootPlan {
                 sys::mount(Some(fstype), path, Some(fstype), *flags, Some(data))
                     .map_err(|e| Fail::new(what, self.shown(path), e))
             }
-            Op::Bind { source, path, readonly } => self.bind(source, path, *readonly),
+            Op::Bind { source, path, readonly, slot } => {
+                let fd = slot.map(|s| self.fds[s].replace(-1));
+                let result = self.bind(source, fd, path, *readonly);
+                if let Some(fd) = fd {
+                    sys::close(fd);
+                }
+                result
+            }
             Op::Symlink { target, path } => sys::symlink(target, path).map_err(|e| Fail {
                 what: "symlink",
                 path: self.shown(path),
@@ -128,7 +158,13 @@ impl RootPlan {
         }
     }
 
-    fn bind<'a>(&'a self, source: &'a CStr, path: &'a CStr, readonly: bool) -> Result<(), Fail<'a>> {
+    fn bind<'a>(
+        &'a self,
+        source: &'a CStr,
+        fd: Option<c_int>,
+        path: &'a CStr,
+        readonly: bool,
+    ) -> Result<(), Fail<'a>> {
         let fail = |errno| Fail {
             what: "bind",
             path: source.to_bytes(),
@@ -137,18 +173,55 @@ impl RootPlan {
         };
         // Recursive: a non-recursive bind of a mount with locked submounts fails in a user
         // namespace, and the submounts are part of what the node exports.
-        sys::mount(Some(source), path, None, libc::MS_BIND | libc::MS_REC, None).map_err(fail)?;
+        let mut fd_path = FdPath::new();
+        let from = match fd {
+            Some(fd) => fd_path.of(fd),
+            None => source,
+        };
+        sys::mount(Some(from), path, None, libc::MS_BIND | libc::MS_REC, None).map_err(fail)?;
         if readonly {
             // mount_setattr only adds flags, so flags the kernel locked (noexec, atime) are
             // kept, and AT_RECURSIVE covers the submounts too: one call, no statvfs.
             let set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
             match sys::mount_setattr(path, true, set) {
                 Ok(()) => {}
-                Err(libc::ENOSYS) => remount_readonly(source, path).map_err(fail)?,
+                Err(libc::ENOSYS) => remount_readonly(from, path).map_err(fail)?,
                 Err(e) => return Err(fail(e)),
             }
         }
         Ok(())
+    }
+}
+
+/// `/proc/self/fd/N` as a C string in a stack buffer.
+struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    fn new() -> FdPath {
+        FdPath { buf: [0; 32] }
+    }
+
+    fn of(&mut self, fd: c_int) -> &CStr {
+        const PREFIX: &[u8] = b"/proc/self/fd/";
+        self.buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        let mut digits = [0u8; 12];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            self.buf[PREFIX.len() + i] = digits[len - 1 - i];
+        }
+        self.buf[PREFIX.len() + len] = 0;
+        CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"/proc/self/fd/")
     }
 }
 
@@ -179,6 +252,8 @@ pub(crate) struct Builder {
     /// Destinations of mounts, to know whether a file lands on the root tmpfs or on a mount.
     mounted: Vec<PathBuf>,
     staged: usize,
+    /// Bind sources to open before the root is mounted.
+    slots: usize,
 }
 
 /// Where File mounts that land on a mount are written before being bound into place.
@@ -196,6 +271,7 @@ impl Builder {
             links: Vec::new(),
             mounted: Vec::new(),
             staged: 0,
+            slots: 0,
         })
     }
 
@@ -262,7 +338,9 @@ impl Builder {
             self.parents(&dest)?;
             self.ops.push(Op::Touch { path: self.host(&dest)? });
         }
-        let op = Op::Bind { source: cstring(source.as_os_str())?, path: self.host(&dest)?, readonly };
+        let slot = Some(self.slots);
+        self.slots += 1;
+        let op = Op::Bind { source: cstring(source.as_os_str())?, path: self.host(&dest)?, readonly, slot };
         self.ops.push(op);
         self.mounted.push(dest);
         Ok(())
@@ -301,7 +379,7 @@ impl Builder {
         let stage_c = self.host(&stage)?;
         self.ops.push(Op::WriteFile { path: stage_c.clone(), contents: contents.to_vec() });
         self.ops.push(Op::Touch { path: path.clone() });
-        self.ops.push(Op::Bind { source: stage_c.clone(), path, readonly: true });
+        self.ops.push(Op::Bind { source: stage_c.clone(), path, readonly: true, slot: None });
         self.ops.push(Op::Unlink { path: stage_c });
         self.mounted.push(dest);
         Ok(())
@@ -321,7 +399,8 @@ impl Builder {
     /// Pushes an empty mount point and a read-write bind of a host file onto it.
     pub(crate) fn bind_file(&mut self, source: &str, dest: &Path) -> Result<(), Error> {
         self.ops.push(Op::Touch { path: self.host(dest)? });
-        let op = Op::Bind { source: cstring(OsStr::new(source))?, path: self.host(dest)?, readonly: false };
+        let source = cstring(OsStr::new(source))?;
+        let op = Op::Bind { source, path: self.host(dest)?, readonly: false, slot: None };
         self.ops.push(op);
         Ok(())
     }
@@ -418,6 +497,14 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn fd_paths_are_formatted_without_allocating() {
+        let mut p = FdPath::new();
+        assert_eq!(p.of(7).to_bytes(), b"/proc/self/fd/7");
+        assert_eq!(p.of(1234).to_bytes(), b"/proc/self/fd/1234");
+        assert_eq!(p.of(0).to_bytes(), b"/proc/self/fd/0");
     }
 
     #[test]
