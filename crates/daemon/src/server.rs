@@ -155,12 +155,11 @@ impl Daemon {
             next_session: AtomicU64::new(1),
             options,
         });
-        let (_, stop) = watch::channel(false);
         let task = tokio::spawn(serve_socket(
             shared.clone(),
             admin,
             Caller::Admin,
-            stop,
+            None,
             None,
         ));
         shared.track(task);
@@ -361,7 +360,7 @@ async fn serve_socket(
     shared: Arc<Shared>,
     listener: UnixListener,
     caller: Caller,
-    mut stop: watch::Receiver<bool>,
+    stop: Option<watch::Receiver<bool>>,
     socket: Option<PathBuf>,
 ) {
     let router = api::app(shared.clone(), caller.clone());
@@ -373,9 +372,16 @@ async fn serve_socket(
         Caller::App(_) => router,
     };
     let mut global = shared.shutdown.subscribe();
+    let own_stop = async move {
+        match stop {
+            // A dropped sender counts as "stop" too: the app is gone.
+            Some(mut stop) => drop(stop.wait_for(|s| *s).await),
+            None => std::future::pending().await,
+        }
+    };
     let signal = async move {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => {}
+            _ = own_stop => {}
             _ = global.wait_for(|s| *s) => {}
         }
     };
@@ -434,7 +440,7 @@ fn start_app(shared: &Arc<Shared>, app: App, path: &Path, mode: u32) -> Result<(
         shared.clone(),
         listener,
         Caller::App(name),
-        rx,
+        Some(rx),
         Some(path.to_path_buf()),
     ));
     shared.track(task);
