@@ -32,15 +32,41 @@ const RO_DIRS: [&str; 14] = [
 
 fn mounts() -> Vec<Mount> {
     let mut m = vec![
-        Mount::Bind { source: "/usr".into(), dest: "/usr".into(), readonly: true },
-        Mount::Symlink { target: "usr/bin".into(), dest: "/bin".into() },
-        Mount::Symlink { target: "usr/sbin".into(), dest: "/sbin".into() },
-        Mount::Symlink { target: "usr/lib".into(), dest: "/lib".into() },
-        Mount::Symlink { target: "usr/lib64".into(), dest: "/lib64".into() },
-        Mount::Proc { dest: "/proc".into() },
-        Mount::Dev { dest: "/dev".into() },
-        Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 },
-        Mount::File { dest: "/etc/passwd".into(), contents: b"root:x:0:0::/:/bin/sh\n".to_vec() },
+        Mount::Bind {
+            source: "/usr".into(),
+            dest: "/usr".into(),
+            readonly: true,
+        },
+        Mount::Symlink {
+            target: "usr/bin".into(),
+            dest: "/bin".into(),
+        },
+        Mount::Symlink {
+            target: "usr/sbin".into(),
+            dest: "/sbin".into(),
+        },
+        Mount::Symlink {
+            target: "usr/lib".into(),
+            dest: "/lib".into(),
+        },
+        Mount::Symlink {
+            target: "usr/lib64".into(),
+            dest: "/lib64".into(),
+        },
+        Mount::Proc {
+            dest: "/proc".into(),
+        },
+        Mount::Dev {
+            dest: "/dev".into(),
+        },
+        Mount::Tmpfs {
+            dest: "/tmp".into(),
+            mode: 0o1777,
+        },
+        Mount::File {
+            dest: "/etc/passwd".into(),
+            contents: b"root:x:0:0::/:/bin/sh\n".to_vec(),
+        },
     ];
     for (i, dir) in RO_DIRS.iter().enumerate() {
         m.push(Mount::Bind {
@@ -49,28 +75,64 @@ fn mounts() -> Vec<Mount> {
             readonly: true,
         });
     }
-    m.push(Mount::Dir { dest: "/nodes/n2/var".into(), mode: 0o755 });
-    m.push(Mount::Tmpfs { dest: "/var/tmp".into(), mode: 0o1777 });
+    m.push(Mount::Dir {
+        dest: "/nodes/n2/var".into(),
+        mode: 0o755,
+    });
+    m.push(Mount::Tmpfs {
+        dest: "/var/tmp".into(),
+        mode: 0o1777,
+    });
     m
 }
 
 fn bwrap_args(net: bool, argv: &[OsString]) -> Vec<String> {
-    let mut a: Vec<String> = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> = [
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if net {
         a.push("--unshare-net".into());
     }
-    a.extend(["--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--cap-drop", "ALL"].map(String::from));
+    a.extend(
+        [
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/bin:/bin",
+            "--cap-drop",
+            "ALL",
+        ]
+        .map(String::from),
+    );
     for m in mounts() {
         match m {
-            Mount::Bind { source, dest, .. } => a.extend(["--ro-bind".into(), source.display().to_string(), dest.display().to_string()]),
-            Mount::Symlink { target, dest } => a.extend(["--symlink".into(), target.display().to_string(), dest.display().to_string()]),
+            Mount::Bind { source, dest, .. } => a.extend([
+                "--ro-bind".into(),
+                source.display().to_string(),
+                dest.display().to_string(),
+            ]),
+            Mount::Symlink { target, dest } => a.extend([
+                "--symlink".into(),
+                target.display().to_string(),
+                dest.display().to_string(),
+            ]),
             Mount::Proc { dest } => a.extend(["--proc".into(), dest.display().to_string()]),
             Mount::Dev { dest } => a.extend(["--dev".into(), dest.display().to_string()]),
             Mount::Tmpfs { dest, .. } => a.extend(["--tmpfs".into(), dest.display().to_string()]),
-            Mount::File { dest, .. } => a.extend(["--ro-bind-data".into(), "3".into(), dest.display().to_string()]),
+            Mount::File { dest, .. } => a.extend([
+                "--ro-bind-data".into(),
+                "3".into(),
+                dest.display().to_string(),
+            ]),
             Mount::Dir { dest, .. } => a.extend(["--dir".into(), dest.display().to_string()]),
             Mount::Mqueue { dest } => a.extend(["--mqueue".into(), dest.display().to_string()]),
         }
@@ -108,7 +170,11 @@ fn main() {
     let spec = SandboxSpec {
         argv: args,
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        namespaces: Namespaces { net, time: false, ..Namespaces::default() },
+        namespaces: Namespaces {
+            net,
+            time: false,
+            ..Namespaces::default()
+        },
         hostname: Some("sandbox".into()),
         mounts: mounts(),
         die_with_parent: true,

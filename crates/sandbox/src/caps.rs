@@ -12,7 +12,9 @@ use crate::sys;
 
 /// Bit mask of the kept capabilities (numbers above 63 cannot exist and are ignored).
 pub(crate) fn mask(caps: &[Capability]) -> u64 {
-    caps.iter().filter(|c| c.0 < 64).fold(0, |m, c| m | (1u64 << c.0))
+    caps.iter()
+        .filter(|c| c.0 < 64)
+        .fold(0, |m, c| m | (1u64 << c.0))
 }
 
 /// Removes every capability not in `kept` from the bounding set.
@@ -49,11 +51,22 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Sets effective = permitted = inheritable = `set`, and clears the ambient set.
 pub(crate) fn set_process(set: u64) -> Result<(), Fail<'static>> {
-    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let (lo, hi) = (set as u32, (set >> 32) as u32);
     let data = [
-        CapData { effective: lo, permitted: lo, inheritable: lo },
-        CapData { effective: hi, permitted: hi, inheritable: hi },
+        CapData {
+            effective: lo,
+            permitted: lo,
+            inheritable: lo,
+        },
+        CapData {
+            effective: hi,
+            permitted: hi,
+            inheritable: hi,
+        },
     ];
     // SAFETY: header and the two-element data array are what capset(2) v3 reads.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
@@ -75,7 +88,10 @@ mod tests {
     #[test]
     fn mask_sets_one_bit_per_capability() {
         assert_eq!(mask(&[]), 0);
-        assert_eq!(mask(&[Capability(0), Capability(21), Capability(40)]), 1 | 1 << 21 | 1 << 40);
+        assert_eq!(
+            mask(&[Capability(0), Capability(21), Capability(40)]),
+            1 | 1 << 21 | 1 << 40
+        );
         assert_eq!(mask(&[Capability(200)]), 0);
     }
 }

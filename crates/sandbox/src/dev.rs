@@ -32,8 +32,20 @@ pub(crate) fn plan(b: &mut Builder, dest: &Path) -> Result<(), Error> {
     }
     // newinstance: the sandbox's ptys are not the host's; ptmxmode: usable without gid tty.
     let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
-    b.add_fs(&dest.join("pts"), "mount devpts", c"devpts", pts_flags, "newinstance,ptmxmode=0666,mode=620")?;
-    b.add_fs(&dest.join("shm"), "mount dev/shm", c"tmpfs", nosuid_nodev, "mode=1777")?;
+    b.add_fs(
+        &dest.join("pts"),
+        "mount devpts",
+        c"devpts",
+        pts_flags,
+        "newinstance,ptmxmode=0666,mode=620",
+    )?;
+    b.add_fs(
+        &dest.join("shm"),
+        "mount dev/shm",
+        c"tmpfs",
+        nosuid_nodev,
+        "mode=1777",
+    )?;
     for (name, target) in LINKS {
         b.symlink(target, &dest.join(name))?;
     }
@@ -48,7 +60,13 @@ mod tests {
 
     #[test]
     fn dev_binds_the_six_devices_and_mounts_private_pts() {
-        let p = RootPlan::new(&[Mount::Dev { dest: "/dev".into() }], Path::new("/s")).unwrap();
+        let p = RootPlan::new(
+            &[Mount::Dev {
+                dest: "/dev".into(),
+            }],
+            Path::new("/s"),
+        )
+        .unwrap();
         let binds: Vec<String> = p
             .ops()
             .iter()
@@ -57,7 +75,17 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(binds, ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]);
+        assert_eq!(
+            binds,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
         let devpts = p.ops().iter().any(|op| {
             matches!(op, Op::Mount { fstype, data, .. }
                 if fstype.to_bytes() == b"devpts" && data.to_bytes().starts_with(b"newinstance"))

@@ -17,7 +17,11 @@ pub enum Error {
     Spec(String),
     /// A bind mount's source is missing on the host.
     #[error("sandbox: bind {} on {}: {err}", src.display(), dest.display())]
-    BindSource { src: PathBuf, dest: PathBuf, err: io::Error },
+    BindSource {
+        src: PathBuf,
+        dest: PathBuf,
+        err: io::Error,
+    },
     /// A step inside the set-up child failed; the text names the step, path and reason.
     #[error("sandbox: {0}")]
     Setup(String),
@@ -46,12 +50,19 @@ pub enum Error {
     Sys { op: &'static str, err: io::Error },
     /// A path-based operation of the launching process failed.
     #[error("sandbox: {op} {}: {err}", path.display())]
-    Path { op: &'static str, path: PathBuf, err: io::Error },
+    Path {
+        op: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
 }
 
 impl Error {
     pub(crate) fn sys(op: &'static str) -> Error {
-        Error::Sys { op, err: io::Error::last_os_error() }
+        Error::Sys {
+            op,
+            err: io::Error::last_os_error(),
+        }
     }
 }
 
@@ -66,11 +77,21 @@ pub(crate) struct Fail<'a> {
 
 impl<'a> Fail<'a> {
     pub(crate) fn new(what: &'static str, path: &'a [u8], errno: i32) -> Fail<'a> {
-        Fail { what, path, dest: None, errno }
+        Fail {
+            what,
+            path,
+            dest: None,
+            errno,
+        }
     }
 
     pub(crate) fn bare(what: &'static str, errno: i32) -> Fail<'static> {
-        Fail { what, path: b"", dest: None, errno }
+        Fail {
+            what,
+            path: b"",
+            dest: None,
+            errno,
+        }
     }
 
     /// Writes the one-line message into `buf` (truncated if it does not fit).
@@ -97,7 +118,10 @@ pub(crate) struct MsgBuf {
 
 impl MsgBuf {
     pub(crate) fn new() -> MsgBuf {
-        MsgBuf { buf: [0; 1024], len: 0 }
+        MsgBuf {
+            buf: [0; 1024],
+            len: 0,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -147,7 +171,10 @@ mod tests {
         };
         let mut buf = MsgBuf::new();
         fail.format(&mut buf);
-        assert_eq!(buf.as_bytes(), b"bind /srv/x on /nodes/a/usr: No such file or directory");
+        assert_eq!(
+            buf.as_bytes(),
+            b"bind /srv/x on /nodes/a/usr: No such file or directory"
+        );
     }
 
     #[test]
@@ -165,7 +192,10 @@ mod tests {
             err: io::Error::from_raw_os_error(libc::ENOENT),
         };
         let text = e.to_string();
-        assert!(text.starts_with("sandbox: bind /srv/x on /nodes/a/usr: No such file"), "{text}");
+        assert!(
+            text.starts_with("sandbox: bind /srv/x on /nodes/a/usr: No such file"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
     }
 }

@@ -42,6 +42,8 @@
 //! means execve succeeded. The launching process then forwards signals until the sandbox's
 //! pid 1 exits; with the pid namespace gone, the cgroup and scratch directory are removed.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod caps;
 mod cgroup;
 mod dev;
@@ -56,4 +58,4 @@ mod userns;
 
 pub use error::Error;
 pub use process::run;
-pub use spec::{CgroupLimits, Capability, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds};
+pub use spec::{Capability, CgroupLimits, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds};

@@ -123,9 +123,17 @@ impl Launch {
         let target_is_root = spec.user.uid == 0;
         let kept = caps::mask(&spec.capabilities);
         let mut program = Program {
-            name: spec.argv.first().map(|a| a.as_bytes().to_vec()).unwrap_or_default(),
+            name: spec
+                .argv
+                .first()
+                .map(|a| a.as_bytes().to_vec())
+                .unwrap_or_default(),
             candidates: candidates(spec)?,
-            argv: spec.argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+            argv: spec
+                .argv
+                .iter()
+                .map(|a| cstring(a))
+                .collect::<Result<_, _>>()?,
             argv_ptrs: Vec::new(),
             envp_ptrs: Vec::new(),
             envp: spec
@@ -169,7 +177,11 @@ impl Launch {
             Mapping::Parent => Some(pipe()?),
             _ => None,
         };
-        let pipes = Pipes { err_read, err_write, sync };
+        let pipes = Pipes {
+            err_read,
+            err_write,
+            sync,
+        };
         let set = signals::wait_set();
         let _blocked = signals::Blocked::new(&set)?;
         let child = match sys::clone(self.clone_flags) {
@@ -180,7 +192,11 @@ impl Launch {
                 return Err(Error::Sys { op: "clone", err });
             }
         };
-        let Pipes { err_read, err_write, sync } = pipes;
+        let Pipes {
+            err_read,
+            err_write,
+            sync,
+        } = pipes;
         drop(err_write);
         let mapped = match sync {
             Some((sync_read, sync_write)) => {
@@ -267,7 +283,11 @@ impl Launch {
     }
 
     /// The program's process: drop privileges, apply process attributes, filter, exec.
-    fn exec_program<'a>(&'a self, err_fd: c_int, reaper: Option<pid_t>) -> Result<Infallible, Fail<'a>> {
+    fn exec_program<'a>(
+        &'a self,
+        err_fd: c_int,
+        reaper: Option<pid_t>,
+    ) -> Result<Infallible, Fail<'a>> {
         let p = &self.program;
         if p.new_session {
             // SAFETY: setsid has no memory arguments.
@@ -294,13 +314,16 @@ impl Launch {
             }
         }
         caps::set_process(p.process_caps)?;
-        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| Fail::bare("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+            .map_err(|e| Fail::bare("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(p.umask) };
         sys::chdir(&p.chdir).map_err(|e| Fail::new("chdir", p.chdir.to_bytes(), e))?;
         // Every descriptor but 0-2 (and the error pipe, until execve) closes on exec.
         // SAFETY: close_range only changes descriptor flags.
-        if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) } != 0 {
+        if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) }
+            != 0
+        {
             return Err(Fail::bare("close_range", sys::errno()));
         }
         signals::reset_for_exec();
@@ -314,7 +337,11 @@ impl Launch {
 fn die_with_parent(err_fd: c_int) -> Result<(), Fail<'static>> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
-    let mut pfd = libc::pollfd { fd: err_fd, events: 0, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: err_fd,
+        events: 0,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd, zero timeout.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     if n > 0 && pfd.revents & libc::POLLERR != 0 {
@@ -351,7 +378,8 @@ fn loopback_up() -> Result<(), Fail<'static>> {
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING | libc::IFF_LOOPBACK) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_UP | libc::IFF_RUNNING | libc::IFF_LOOPBACK) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
     let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req as *const libc::ifreq) };
     let e = sys::errno();
@@ -368,7 +396,13 @@ fn exec(p: &Program) -> ! {
     let mut last = libc::ENOENT;
     for candidate in &p.candidates {
         // SAFETY: candidate, argv and envp are NUL-terminated arrays of NUL-terminated strings.
-        unsafe { libc::execve(candidate.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
+        unsafe {
+            libc::execve(
+                candidate.as_ptr(),
+                p.argv_ptrs.as_ptr(),
+                p.envp_ptrs.as_ptr(),
+            )
+        };
         let e = sys::errno();
         match e {
             libc::ENOENT | libc::ENOTDIR => {}
@@ -385,7 +419,11 @@ fn exec(p: &Program) -> ! {
     msg.push_bytes(&p.name);
     let code = if !denied && matches!(last, libc::ENOENT | libc::ENOTDIR) {
         let slash = p.name.contains(&b'/');
-        msg.push_bytes(if slash { b": No such file or directory\n" } else { b": command not found\n" });
+        msg.push_bytes(if slash {
+            b": No such file or directory\n"
+        } else {
+            b": command not found\n"
+        });
         127
     } else {
         msg.push_bytes(b": ");
@@ -399,7 +437,11 @@ fn exec(p: &Program) -> ! {
 
 /// NULL-terminated pointer array over `strings` (whose heap buffers never move).
 fn pointers(strings: &[CString]) -> Vec<*const c_char> {
-    strings.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect()
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect()
 }
 
 fn report(err_fd: c_int, fail: &Fail<'_>) {
@@ -440,7 +482,10 @@ fn kill_and_reap(child: pid_t) {
 
 fn env_entry(key: &OsStr, value: &OsStr) -> Result<CString, Error> {
     if key.as_bytes().contains(&b'=') {
-        return Err(Error::Spec(format!("environment key {} contains '='", key.to_string_lossy())));
+        return Err(Error::Spec(format!(
+            "environment key {} contains '='",
+            key.to_string_lossy()
+        )));
     }
     let mut entry = OsString::with_capacity(key.len() + value.len() + 1);
     entry.push(key);
@@ -452,7 +497,10 @@ fn env_entry(key: &OsStr, value: &OsStr) -> Result<CString, Error> {
 /// Where execve looks for argv[0]: itself when it holds a slash, else each PATH entry (from
 /// the sandbox's environment, execvpe's default when unset; empty entries mean ".").
 fn candidates(spec: &SandboxSpec) -> Result<Vec<CString>, Error> {
-    let prog = spec.argv.first().ok_or_else(|| Error::Spec("argv is empty".into()))?;
+    let prog = spec
+        .argv
+        .first()
+        .ok_or_else(|| Error::Spec("argv is empty".into()))?;
     if prog.is_empty() {
         return Err(Error::Spec("argv[0] is empty".into()));
     }
@@ -484,7 +532,9 @@ mod tests {
     fn spec(argv: &[&str], path: Option<&str>) -> SandboxSpec {
         SandboxSpec {
             argv: argv.iter().map(OsString::from).collect(),
-            env: path.map(|p| vec![("PATH".into(), p.into())]).unwrap_or_default(),
+            env: path
+                .map(|p| vec![("PATH".into(), p.into())])
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -503,8 +553,16 @@ mod tests {
     #[test]
     fn empty_argv_and_bad_env_are_spec_errors() {
         assert!(matches!(candidates(&spec(&[], None)), Err(Error::Spec(_))));
-        assert!(matches!(candidates(&spec(&[""], None)), Err(Error::Spec(_))));
+        assert!(matches!(
+            candidates(&spec(&[""], None)),
+            Err(Error::Spec(_))
+        ));
         assert!(env_entry(OsStr::new("A=B"), OsStr::new("c")).is_err());
-        assert_eq!(env_entry(OsStr::new("A"), OsStr::new("b=c")).unwrap().to_str(), Ok("A=b=c"));
+        assert_eq!(
+            env_entry(OsStr::new("A"), OsStr::new("b=c"))
+                .unwrap()
+                .to_str(),
+            Ok("A=b=c")
+        );
     }
 }

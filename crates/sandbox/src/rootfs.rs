@@ -31,18 +31,42 @@ use crate::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 #[derive(Debug)]
 pub(crate) enum Op {
     /// mkdir, tolerating an existing directory.
-    Mkdir { path: CString, mode: u32 },
+    Mkdir {
+        path: CString,
+        mode: u32,
+    },
     /// An empty file to bind a file onto.
-    Touch { path: CString },
+    Touch {
+        path: CString,
+    },
     /// A new filesystem instance (tmpfs, proc, devpts, mqueue).
-    Mount { what: &'static str, fstype: &'static CStr, path: CString, flags: c_ulong, data: CString },
+    Mount {
+        what: &'static str,
+        fstype: &'static CStr,
+        path: CString,
+        flags: c_ulong,
+        data: CString,
+    },
     /// A recursive bind of a host path, optionally made read-only, nosuid and nodev. With a
     /// `slot`, the source is opened before the root is mounted and bound through its fd.
-    Bind { source: CString, path: CString, readonly: bool, slot: Option<usize> },
-    Symlink { target: CString, path: CString },
+    Bind {
+        source: CString,
+        path: CString,
+        readonly: bool,
+        slot: Option<usize>,
+    },
+    Symlink {
+        target: CString,
+        path: CString,
+    },
     /// Writes a file's contents (mode 0444).
-    WriteFile { path: CString, contents: Vec<u8> },
-    Unlink { path: CString },
+    WriteFile {
+        path: CString,
+        contents: Vec<u8>,
+    },
+    Unlink {
+        path: CString,
+    },
 }
 
 /// The prepared root: the scratch mount point and the steps to replay inside it.
@@ -64,7 +88,11 @@ impl RootPlan {
             b.add(mount)?;
         }
         let fds = (0..b.slots).map(|_| Cell::new(-1)).collect();
-        Ok(RootPlan { scratch: b.scratch_c, ops: b.ops, fds })
+        Ok(RootPlan {
+            scratch: b.scratch_c,
+            ops: b.ops,
+            fds,
+        })
     }
 
     #[cfg(test)]
@@ -74,7 +102,10 @@ impl RootPlan {
 
     fn shown<'a>(&self, path: &'a CStr) -> &'a [u8] {
         let bytes = path.to_bytes();
-        bytes.get(self.scratch.as_bytes().len()..).filter(|s| !s.is_empty()).unwrap_or(b"/")
+        bytes
+            .get(self.scratch.as_bytes().len()..)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(b"/")
     }
 
     /// Child side: builds the root and pivots into it. The caller must be in a new mount
@@ -87,14 +118,24 @@ impl RootPlan {
             .map_err(|e| Fail::new("make / private", b"", e))?;
         self.open_sources()?;
         let scratch = self.scratch.as_c_str();
-        sys::mount(Some(c"tmpfs"), scratch, Some(c"tmpfs"), ROOT_FLAGS, Some(c"mode=0755"))
-            .map_err(|e| Fail::new("mount tmpfs root", b"", e))?;
+        sys::mount(
+            Some(c"tmpfs"),
+            scratch,
+            Some(c"tmpfs"),
+            ROOT_FLAGS,
+            Some(c"mode=0755"),
+        )
+        .map_err(|e| Fail::new("mount tmpfs root", b"", e))?;
         for op in &self.ops {
             self.apply_op(op)?;
         }
         // Read-only last: only the explicit writable mounts stay writable.
-        sys::mount_setattr(scratch, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-            .map_err(|e| Fail::new("make root read-only", b"", e))?;
+        sys::mount_setattr(
+            scratch,
+            false,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(|e| Fail::new("make root read-only", b"", e))?;
         sys::chdir(scratch).map_err(|e| Fail::new("chdir to new root", b"", e))?;
         sys::pivot_root(c".", c".").map_err(|e| Fail::new("pivot_root", b"", e))?;
         // The old root now sits on top of the new one at "/": detach it and everything below.
@@ -105,7 +146,13 @@ impl RootPlan {
     /// Opens every slotted bind source while the host tree is still fully visible.
     fn open_sources(&self) -> Result<(), Fail<'_>> {
         for op in &self.ops {
-            if let Op::Bind { source, path, slot: Some(slot), .. } = op {
+            if let Op::Bind {
+                source,
+                path,
+                slot: Some(slot),
+                ..
+            } = op
+            {
                 let fd = sys::open(source, libc::O_PATH, 0).map_err(|errno| Fail {
                     what: "bind",
                     path: source.to_bytes(),
@@ -129,11 +176,20 @@ impl RootPlan {
                 Ok(()) | Err(libc::EEXIST) => Ok(()),
                 Err(e) => Err(Fail::new("create mount point", self.shown(path), e)),
             },
-            Op::Mount { what, fstype, path, flags, data } => {
-                sys::mount(Some(fstype), path, Some(fstype), *flags, Some(data))
-                    .map_err(|e| Fail::new(what, self.shown(path), e))
-            }
-            Op::Bind { source, path, readonly, slot } => {
+            Op::Mount {
+                what,
+                fstype,
+                path,
+                flags,
+                data,
+            } => sys::mount(Some(fstype), path, Some(fstype), *flags, Some(data))
+                .map_err(|e| Fail::new(what, self.shown(path), e)),
+            Op::Bind {
+                source,
+                path,
+                readonly,
+                slot,
+            } => {
                 let fd = slot.map(|s| self.fds[s].replace(-1));
                 let result = self.bind(source, fd, path, *readonly);
                 if let Some(fd) = fd {
@@ -286,7 +342,11 @@ impl Builder {
 
     fn add(&mut self, mount: &Mount) -> Result<(), Error> {
         match mount {
-            Mount::Bind { source, dest, readonly } => self.add_bind(source, dest, *readonly),
+            Mount::Bind {
+                source,
+                dest,
+                readonly,
+            } => self.add_bind(source, dest, *readonly),
             Mount::Tmpfs { dest, mode } => {
                 let data = format!("mode={:o}", mode & 0o7777);
                 self.add_fs(dest, "mount tmpfs", c"tmpfs", ROOT_FLAGS, &data)
@@ -303,7 +363,10 @@ impl Builder {
             Mount::Symlink { target, dest } => {
                 let dest = self.resolve(dest)?;
                 self.parents(&dest)?;
-                let op = Op::Symlink { target: cstring(target.as_os_str())?, path: self.host(&dest)? };
+                let op = Op::Symlink {
+                    target: cstring(target.as_os_str())?,
+                    path: self.host(&dest)?,
+                };
                 self.ops.push(op);
                 self.links.push((dest, target.clone()));
                 Ok(())
@@ -313,7 +376,10 @@ impl Builder {
                 let dest = self.resolve(dest)?;
                 self.parents(&dest)?;
                 let path = self.host(&dest)?;
-                self.ops.push(Op::Mkdir { path, mode: mode & 0o7777 });
+                self.ops.push(Op::Mkdir {
+                    path,
+                    mode: mode & 0o7777,
+                });
                 self.dirs.insert(dest);
                 Ok(())
             }
@@ -336,11 +402,18 @@ impl Builder {
             self.dir(&dest)?;
         } else {
             self.parents(&dest)?;
-            self.ops.push(Op::Touch { path: self.host(&dest)? });
+            self.ops.push(Op::Touch {
+                path: self.host(&dest)?,
+            });
         }
         let slot = Some(self.slots);
         self.slots += 1;
-        let op = Op::Bind { source: cstring(source.as_os_str())?, path: self.host(&dest)?, readonly, slot };
+        let op = Op::Bind {
+            source: cstring(source.as_os_str())?,
+            path: self.host(&dest)?,
+            readonly,
+            slot,
+        };
         self.ops.push(op);
         self.mounted.push(dest);
         Ok(())
@@ -358,7 +431,13 @@ impl Builder {
         let dest = self.resolve(dest)?;
         self.dir(&dest)?;
         let path = self.host(&dest)?;
-        self.ops.push(Op::Mount { what, fstype, path, flags, data: cstring(OsStr::new(data))? });
+        self.ops.push(Op::Mount {
+            what,
+            fstype,
+            path,
+            flags,
+            data: cstring(OsStr::new(data))?,
+        });
         self.mounted.push(dest);
         Ok(())
     }
@@ -369,7 +448,10 @@ impl Builder {
         let path = self.host(&dest)?;
         if !self.is_on_mount(&dest) {
             // On the root tmpfs: the final read-only remount of the root protects it.
-            self.ops.push(Op::WriteFile { path, contents: contents.to_vec() });
+            self.ops.push(Op::WriteFile {
+                path,
+                contents: contents.to_vec(),
+            });
             return Ok(());
         }
         // On a mount (perhaps a writable host bind): never write there; write on the root
@@ -377,9 +459,17 @@ impl Builder {
         let stage = PathBuf::from(format!("{STAGE_PREFIX}{}", self.staged));
         self.staged += 1;
         let stage_c = self.host(&stage)?;
-        self.ops.push(Op::WriteFile { path: stage_c.clone(), contents: contents.to_vec() });
+        self.ops.push(Op::WriteFile {
+            path: stage_c.clone(),
+            contents: contents.to_vec(),
+        });
         self.ops.push(Op::Touch { path: path.clone() });
-        self.ops.push(Op::Bind { source: stage_c.clone(), path, readonly: true, slot: None });
+        self.ops.push(Op::Bind {
+            source: stage_c.clone(),
+            path,
+            readonly: true,
+            slot: None,
+        });
         self.ops.push(Op::Unlink { path: stage_c });
         self.mounted.push(dest);
         Ok(())
@@ -391,16 +481,26 @@ impl Builder {
 
     /// Pushes a symlink (used by `dev` for its fixed links).
     pub(crate) fn symlink(&mut self, target: &str, dest: &Path) -> Result<(), Error> {
-        let op = Op::Symlink { target: cstring(OsStr::new(target))?, path: self.host(dest)? };
+        let op = Op::Symlink {
+            target: cstring(OsStr::new(target))?,
+            path: self.host(dest)?,
+        };
         self.ops.push(op);
         Ok(())
     }
 
     /// Pushes an empty mount point and a read-write bind of a host file onto it.
     pub(crate) fn bind_file(&mut self, source: &str, dest: &Path) -> Result<(), Error> {
-        self.ops.push(Op::Touch { path: self.host(dest)? });
+        self.ops.push(Op::Touch {
+            path: self.host(dest)?,
+        });
         let source = cstring(OsStr::new(source))?;
-        let op = Op::Bind { source, path: self.host(dest)?, readonly: false, slot: None };
+        let op = Op::Bind {
+            source,
+            path: self.host(dest)?,
+            readonly: false,
+            slot: None,
+        };
         self.ops.push(op);
         Ok(())
     }
@@ -453,14 +553,20 @@ impl Builder {
             }
             return Ok(path);
         }
-        Err(Error::Spec(format!("too many symlinks resolving {}", dest.display())))
+        Err(Error::Spec(format!(
+            "too many symlinks resolving {}",
+            dest.display()
+        )))
     }
 }
 
 /// Absolute, without `.`/`..`/duplicate slashes; `..` is refused rather than interpreted.
 fn normalize(dest: &Path) -> Result<PathBuf, Error> {
     if !dest.is_absolute() {
-        return Err(Error::Spec(format!("mount destination {} is not absolute", dest.display())));
+        return Err(Error::Spec(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
     }
     let mut out = PathBuf::from("/");
     for c in dest.components() {
@@ -468,7 +574,10 @@ fn normalize(dest: &Path) -> Result<PathBuf, Error> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(part) => out.push(part),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(Error::Spec(format!("mount destination {} contains ..", dest.display())));
+                return Err(Error::Spec(format!(
+                    "mount destination {} contains ..",
+                    dest.display()
+                )));
             }
         }
     }
@@ -510,8 +619,14 @@ mod tests {
     #[test]
     fn parents_are_created_once_in_order() {
         let p = plan(&[
-            Mount::Dir { dest: "/a/b/c".into(), mode: 0o700 },
-            Mount::Tmpfs { dest: "/a/b/d".into(), mode: 0o755 },
+            Mount::Dir {
+                dest: "/a/b/c".into(),
+                mode: 0o700,
+            },
+            Mount::Tmpfs {
+                dest: "/a/b/d".into(),
+                mode: 0o755,
+            },
         ]);
         assert_eq!(mkdirs(&p), ["/s/a", "/s/a/b", "/s/a/b/c", "/s/a/b/d"]);
     }
@@ -519,7 +634,11 @@ mod tests {
     #[test]
     fn missing_bind_source_names_source_and_dest() {
         let err = RootPlan::new(
-            &[Mount::Bind { source: "/nonexistent/x".into(), dest: "/n/usr".into(), readonly: true }],
+            &[Mount::Bind {
+                source: "/nonexistent/x".into(),
+                dest: "/n/usr".into(),
+                readonly: true,
+            }],
             Path::new("/s"),
         )
         .unwrap_err();
@@ -531,17 +650,33 @@ mod tests {
 
     #[test]
     fn file_bind_gets_a_file_mount_point() {
-        let p = plan(&[Mount::Bind { source: "/etc/hostname".into(), dest: "/etc/h".into(), readonly: true }]);
+        let p = plan(&[Mount::Bind {
+            source: "/etc/hostname".into(),
+            dest: "/etc/h".into(),
+            readonly: true,
+        }]);
         assert!(matches!(p.ops()[1], Op::Touch { .. }), "{:?}", p.ops());
     }
 
     #[test]
     fn mounts_below_spec_symlinks_follow_them_inside_the_sandbox() {
         let p = plan(&[
-            Mount::Symlink { target: "usr/lib64".into(), dest: "/lib64".into() },
-            Mount::Symlink { target: "/opt".into(), dest: "/abs".into() },
-            Mount::Dir { dest: "/lib64/x".into(), mode: 0o755 },
-            Mount::Dir { dest: "/abs/y".into(), mode: 0o755 },
+            Mount::Symlink {
+                target: "usr/lib64".into(),
+                dest: "/lib64".into(),
+            },
+            Mount::Symlink {
+                target: "/opt".into(),
+                dest: "/abs".into(),
+            },
+            Mount::Dir {
+                dest: "/lib64/x".into(),
+                mode: 0o755,
+            },
+            Mount::Dir {
+                dest: "/abs/y".into(),
+                mode: 0o755,
+            },
         ]);
         let dirs = mkdirs(&p);
         assert!(dirs.contains(&"/s/usr/lib64/x".to_string()), "{dirs:?}");
@@ -551,11 +686,24 @@ mod tests {
     #[test]
     fn file_on_root_is_written_directly_and_file_on_mount_is_staged() {
         let p = plan(&[
-            Mount::File { dest: "/etc/passwd".into(), contents: b"x".to_vec() },
-            Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 },
-            Mount::File { dest: "/tmp/f".into(), contents: b"y".to_vec() },
+            Mount::File {
+                dest: "/etc/passwd".into(),
+                contents: b"x".to_vec(),
+            },
+            Mount::Tmpfs {
+                dest: "/tmp".into(),
+                mode: 0o1777,
+            },
+            Mount::File {
+                dest: "/tmp/f".into(),
+                contents: b"y".to_vec(),
+            },
         ]);
-        let binds = p.ops().iter().filter(|op| matches!(op, Op::Bind { readonly: true, .. })).count();
+        let binds = p
+            .ops()
+            .iter()
+            .filter(|op| matches!(op, Op::Bind { readonly: true, .. }))
+            .count();
         assert_eq!(binds, 1);
         assert!(p.ops().iter().any(|op| matches!(op, Op::Unlink { .. })));
     }
@@ -563,7 +711,13 @@ mod tests {
     #[test]
     fn dotdot_and_relative_destinations_are_refused() {
         for dest in ["/a/../etc", "relative"] {
-            let err = RootPlan::new(&[Mount::Dir { dest: dest.into(), mode: 0o755 }], Path::new("/s"));
+            let err = RootPlan::new(
+                &[Mount::Dir {
+                    dest: dest.into(),
+                    mode: 0o755,
+                }],
+                Path::new("/s"),
+            );
             assert!(matches!(err, Err(Error::Spec(_))), "{dest}");
         }
     }

@@ -69,13 +69,22 @@ fn compile_default() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         ARCH,
     )?;
     let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, vec![])].into();
-    let nosys =
-        SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), ARCH)?;
+    let nosys = SeccompFilter::new(
+        clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        ARCH,
+    )?;
     Ok(vec![deny.try_into()?, nosys.try_into()?])
 }
 
 fn arg_eq_mask(arg: u8, mask: u64) -> Result<SeccompCondition, seccompiler::BackendError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(mask), mask)
+    SeccompCondition::new(
+        arg,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(mask),
+        mask,
+    )
 }
 
 /// The syscalls the default policy denies, with conditions where only some uses are denied.
@@ -148,8 +157,14 @@ fn default_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::Backe
     // New user namespaces regain every capability inside them: the gateway to most kernel
     // exploits. Other namespace flags stay allowed (they need privileges the program lacks).
     let newuser = libc::CLONE_NEWUSER as u64;
-    rules.insert(libc::SYS_unshare, vec![SeccompRule::new(vec![arg_eq_mask(0, newuser)?])?]);
-    rules.insert(libc::SYS_clone, vec![SeccompRule::new(vec![arg_eq_mask(0, newuser)?])?]);
+    rules.insert(
+        libc::SYS_unshare,
+        vec![SeccompRule::new(vec![arg_eq_mask(0, newuser)?])?],
+    );
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![arg_eq_mask(0, newuser)?])?],
+    );
     // TIOCSTI pushes input into a terminal (typing commands into the caller's shell) and
     // TIOCLINUX can do the same on a virtual console. ioctl's request is an int in the kernel,
     // so comparing the low 32 bits catches high-bit aliases too.
@@ -234,7 +249,10 @@ impl Action {
 }
 
 fn compile_profile_file(path: &Path) -> Result<Vec<BpfProgram>, Error> {
-    let fail = |reason: String| Error::SeccompProfile { path: path.to_path_buf(), reason };
+    let fail = |reason: String| Error::SeccompProfile {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     compile_profile(&text).map_err(fail)
 }
@@ -266,7 +284,10 @@ fn compile_profile(text: &str) -> Result<Vec<BpfProgram>, String> {
     // applies that action to its names. The kernel takes the most restrictive verdict.
     let mut json = serde_json::Map::new();
     let rule_list = |names: &[String]| -> Vec<serde_json::Value> {
-        names.iter().map(|n| serde_json::json!({ "syscall": n })).collect()
+        names
+            .iter()
+            .map(|n| serde_json::json!({ "syscall": n }))
+            .collect()
     };
     if default != Action::Allow {
         json.insert(
@@ -278,7 +299,11 @@ fn compile_profile(text: &str) -> Result<Vec<BpfProgram>, String> {
             }),
         );
     }
-    let mut actions: Vec<_> = groups.keys().copied().filter(|a| *a != Action::Allow).collect();
+    let mut actions: Vec<_> = groups
+        .keys()
+        .copied()
+        .filter(|a| *a != Action::Allow)
+        .collect();
     actions.sort_by_key(|a| format!("{a:?}"));
     for (i, action) in actions.iter().enumerate() {
         json.insert(
@@ -298,7 +323,10 @@ fn compile_profile(text: &str) -> Result<Vec<BpfProgram>, String> {
         seccompiler::compile_from_json(doc.as_bytes(), ARCH).map_err(|e| describe(&e))?;
     let mut names: Vec<String> = compiled.keys().cloned().collect();
     names.sort();
-    Ok(names.into_iter().filter_map(|n| compiled.remove(&n)).collect())
+    Ok(names
+        .into_iter()
+        .filter_map(|n| compiled.remove(&n))
+        .collect())
 }
 
 /// seccompiler's JSON errors are not matchable types; keep its message but make the usual
@@ -377,13 +405,20 @@ mod tests {
             {"names": ["bpf"], "action": "errno"}, {"names": ["bpf"], "action": "kill"}]}"#;
         assert!(compile_profile(dup).unwrap_err().contains("listed twice"));
         let unknown = r#"{"default": "allow", "sycalls": []}"#;
-        assert!(compile_profile(unknown).unwrap_err().contains("unknown field"));
+        assert!(
+            compile_profile(unknown)
+                .unwrap_err()
+                .contains("unknown field")
+        );
     }
 
     #[test]
     fn missing_profile_file_names_the_path() {
         let err = compile(&SeccompPolicy::Profile("/nonexistent/p.json".into())).unwrap_err();
-        assert!(err.to_string().starts_with("sandbox: seccomp profile /nonexistent/p.json: "));
+        assert!(
+            err.to_string()
+                .starts_with("sandbox: seccomp profile /nonexistent/p.json: ")
+        );
     }
 
     proptest! {

@@ -52,7 +52,9 @@ impl Blocked {
             return Err(Error::sys("sigprocmask"));
         }
         // SAFETY: initialised by the successful sigprocmask.
-        Ok(Blocked { old: unsafe { old.assume_init() } })
+        Ok(Blocked {
+            old: unsafe { old.assume_init() },
+        })
     }
 }
 
@@ -99,8 +101,11 @@ fn try_wait(pid: pid_t) -> Option<c_int> {
     loop {
         // SAFETY: status is a valid out-parameter.
         let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
-        if rc == pid {
+        if rc == pid && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
             return Some(status);
+        }
+        if rc == pid {
+            continue;
         }
         if rc < 0 && sys::errno() == libc::EINTR {
             continue;
@@ -138,7 +143,9 @@ pub(crate) fn reap(program: pid_t, set: &sigset_t) -> ! {
             let mut status = 0;
             // SAFETY: status is a valid out-parameter.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
-            if pid == program {
+            // A stop (the program traced or stopped) is not an exit.
+            let ended = libc::WIFEXITED(status) || libc::WIFSIGNALED(status);
+            if pid == program && ended {
                 sys::exit(exit_code(status));
             }
             if pid <= 0 {

@@ -54,7 +54,15 @@ pub struct Namespaces {
 impl Default for Namespaces {
     /// Everything unshared: least privilege unless a node shares something explicitly.
     fn default() -> Self {
-        Namespaces { user: true, pid: true, net: true, ipc: true, uts: true, cgroup: true, time: true }
+        Namespaces {
+            user: true,
+            pid: true,
+            net: true,
+            ipc: true,
+            uts: true,
+            cgroup: true,
+            time: true,
+        }
     }
 }
 
@@ -70,7 +78,11 @@ pub struct UserIds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
     /// Bind a host file or directory. Read-only binds are remounted read-only, nosuid, nodev.
-    Bind { source: PathBuf, dest: PathBuf, readonly: bool },
+    Bind {
+        source: PathBuf,
+        dest: PathBuf,
+        readonly: bool,
+    },
     /// A fresh tmpfs (also used for anonymous exports: empty, writable, gone after the run).
     Tmpfs { dest: PathBuf, mode: u32 },
     /// A new procfs for the sandbox's pid namespace.

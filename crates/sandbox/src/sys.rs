@@ -12,7 +12,9 @@ use libc::{c_int, c_ulong};
 pub(crate) type SysResult<T> = Result<T, i32>;
 
 pub(crate) fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn check(rc: c_int) -> SysResult<c_int> {
@@ -63,7 +65,12 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// Sets mount attributes, leaving every other flag (including ones the kernel locked) as is.
 pub(crate) fn mount_setattr(path: &CStr, recursive: bool, set: u64) -> SysResult<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let flags = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: path is NUL-terminated; attr is a valid mount_attr of the size passed.
     let rc = unsafe {

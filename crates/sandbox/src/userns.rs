@@ -79,7 +79,11 @@ pub(crate) fn map_child(pid: libc::pid_t) -> Result<(), Error> {
             .write(true)
             .open(&path)
             .and_then(|mut f| f.write_all(IDENTITY_MAP))
-            .map_err(|err| Error::Path { op: "write", path: path.into(), err })?;
+            .map_err(|err| Error::Path {
+                op: "write",
+                path: path.into(),
+                err,
+            })?;
     }
     Ok(())
 }
@@ -107,7 +111,15 @@ mod tests {
 
     #[test]
     fn rootless_maps_spec_ids_onto_caller_ids() {
-        let m = plan(true, UserIds { uid: 0, gid: 5 }, Caller { euid: 1000, egid: 100 }).unwrap();
+        let m = plan(
+            true,
+            UserIds { uid: 0, gid: 5 },
+            Caller {
+                euid: 1000,
+                egid: 100,
+            },
+        )
+        .unwrap();
         match m {
             Mapping::Child { uid_map, gid_map } => {
                 assert_eq!(uid_map, b"0 1000 1\n");
@@ -119,10 +131,19 @@ mod tests {
 
     #[test]
     fn rootless_without_userns_is_an_error_and_root_maps_in_parent() {
-        let caller = Caller { euid: 1000, egid: 1000 };
+        let caller = Caller {
+            euid: 1000,
+            egid: 1000,
+        };
         assert!(plan(false, UserIds::default(), caller).is_err());
         let root = Caller { euid: 0, egid: 0 };
-        assert!(matches!(plan(true, UserIds::default(), root), Ok(Mapping::Parent)));
-        assert!(matches!(plan(false, UserIds::default(), root), Ok(Mapping::None)));
+        assert!(matches!(
+            plan(true, UserIds::default(), root),
+            Ok(Mapping::Parent)
+        ));
+        assert!(matches!(
+            plan(false, UserIds::default(), root),
+            Ok(Mapping::None)
+        ));
     }
 }

@@ -49,7 +49,10 @@ impl Cgroup {
             err,
         })?;
         let name = leaf_name();
-        let mut cg = Cgroup { dirs: Vec::new(), procs: Vec::new() };
+        let mut cg = Cgroup {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+        };
         let result = match v2::parent(limits, &own) {
             Some(parent) => v2::create(&mut cg, &parent.join(&name), limits),
             None => v1::create(&mut cg, &own, &name, limits),
@@ -65,8 +68,10 @@ impl Cgroup {
 
     /// Creates `dir` and records it for removal.
     fn mkdir(&mut self, dir: &Path) -> Result<(), Error> {
-        std::fs::create_dir(dir)
-            .map_err(|err| Error::CgroupUnavailable { path: dir.to_path_buf(), err })?;
+        std::fs::create_dir(dir).map_err(|err| Error::CgroupUnavailable {
+            path: dir.to_path_buf(),
+            err,
+        })?;
         self.dirs.push(dir.to_path_buf());
         Ok(())
     }
@@ -142,7 +147,8 @@ fn io_other(msg: &str) -> io::Error {
 mod tests {
     use super::*;
 
-    const OWN: &str = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/x\n0::/u\n";
+    const OWN: &str =
+        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/x\n0::/u\n";
 
     #[test]
     fn own_path_finds_each_controller() {

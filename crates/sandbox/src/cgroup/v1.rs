@@ -22,10 +22,17 @@ fn mount_dir(controller: &str) -> Option<PathBuf> {
 
 /// The directory to create for `controller`: below `limits.parent` (relative to the
 /// controller's mount) or below the caller's own cgroup.
-fn leaf_dir(controller: &str, own: &str, name: &str, limits: &CgroupLimits) -> Result<PathBuf, Error> {
+fn leaf_dir(
+    controller: &str,
+    own: &str,
+    name: &str,
+    limits: &CgroupLimits,
+) -> Result<PathBuf, Error> {
     let mount = mount_dir(controller).ok_or_else(|| Error::CgroupUnavailable {
         path: Path::new(MOUNT_BASE).join(controller),
-        err: io_other("no cgroup v1 hierarchy with this controller and no cgroup v2 with it enabled"),
+        err: io_other(
+            "no cgroup v1 hierarchy with this controller and no cgroup v2 with it enabled",
+        ),
     })?;
     let parent = match &limits.parent {
         Some(p) => p.to_string_lossy().into_owned(),
@@ -34,7 +41,12 @@ fn leaf_dir(controller: &str, own: &str, name: &str, limits: &CgroupLimits) -> R
     Ok(mount.join(parent.trim_start_matches('/')).join(name))
 }
 
-pub(super) fn create(cg: &mut Cgroup, own: &str, name: &str, limits: &CgroupLimits) -> Result<(), Error> {
+pub(super) fn create(
+    cg: &mut Cgroup,
+    own: &str,
+    name: &str,
+    limits: &CgroupLimits,
+) -> Result<(), Error> {
     if let Some(bytes) = limits.memory_max {
         let dir = leaf_dir("memory", own, name, limits)?;
         cg.mkdir(&dir)?;

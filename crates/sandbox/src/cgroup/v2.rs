@@ -40,7 +40,9 @@ pub(super) fn parent(limits: &CgroupLimits, own: &str) -> Option<PathBuf> {
         }
     };
     let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).ok()?;
-    let has_all = needed(limits).iter().all(|c| enabled.split_whitespace().any(|e| e == *c));
+    let has_all = needed(limits)
+        .iter()
+        .all(|c| enabled.split_whitespace().any(|e| e == *c));
     has_all.then_some(parent)
 }
 
@@ -67,7 +69,10 @@ mod tests {
 
     #[test]
     fn needed_lists_only_requested_controllers() {
-        let limits = CgroupLimits { pids_max: Some(5), ..Default::default() };
+        let limits = CgroupLimits {
+            pids_max: Some(5),
+            ..Default::default()
+        };
         assert_eq!(needed(&limits), ["pids"]);
     }
 
