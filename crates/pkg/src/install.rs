@@ -120,7 +120,17 @@ pub(crate) fn prepare_apt(
         });
     }
     let status = opened.synthesized_status(own, opts.host_status.as_deref(), exclude)?;
-    let apt = Apt::prepare(&opened.leaf, &status)?;
+    prepare_apt_with_status(opened, &status)
+}
+
+/// Writes apt's configuration with `status` as the installed packages and refreshes lists.
+pub(crate) fn prepare_apt_with_status(opened: &Opened, status: &str) -> Result<Apt> {
+    if crate::repos::read_lines(&opened.leaf)?.is_empty() {
+        return Err(Error::NoRepos {
+            node: opened.leaf.root.clone(),
+        });
+    }
+    let apt = Apt::prepare(&opened.leaf, status)?;
     apt.update()?;
     Ok(apt)
 }

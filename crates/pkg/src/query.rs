@@ -2,7 +2,7 @@
 
 use crate::db::Db;
 use crate::error::Result;
-use crate::family::{Options, open};
+use crate::family::open;
 use crate::layout::NodePaths;
 use crate::progress::Event;
 use serde::Serialize;
@@ -69,12 +69,14 @@ pub struct SearchHit {
 pub fn search(
     family: &[PathBuf],
     word: &str,
-    opts: &Options,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Vec<SearchHit>> {
     let opened = open(family, &[], progress)?;
     let own = Db::load(&opened.leaf)?;
-    let apt = crate::install::prepare_apt(&opened, &own, opts, &[])?;
+    // apt sees only the leaf's own packages here, so that hits are what the repositories
+    // offer, not every package the host or an ancestor has.
+    let own_status: String = own.installed().map(|p| p.to_text() + "\n").collect();
+    let apt = crate::install::prepare_apt_with_status(&opened, &own_status)?;
     let mut hits = Vec::new();
     for (name, summary) in apt.search(word)? {
         let installed_in = if own.find(&name).is_some() {

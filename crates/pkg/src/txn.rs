@@ -265,9 +265,14 @@ fn test_stall_point() -> Option<usize> {
         .ok()
 }
 
+/// `CAIRN_PKG_TEST_STALL_SECS` (default 120) bounds the stall.
 fn stall_for_tests() {
+    let secs = std::env::var("CAIRN_PKG_TEST_STALL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
     eprintln!("cairn-pkg: stalled for tests");
-    std::thread::sleep(std::time::Duration::from_secs(120));
+    std::thread::sleep(std::time::Duration::from_secs(secs));
 }
 
 #[cfg(test)]
