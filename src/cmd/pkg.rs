@@ -177,9 +177,8 @@ fn repos(leaf: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn search(leaf: &Path, word: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let opts = options(leaf, true)?;
     let family = family(leaf)?;
-    let hits = with_progress(|p| cairn_pkg::search(&family, word, &opts, p))?;
+    let hits = with_progress(|p| cairn_pkg::search(&family, word, p))?;
     if json {
         output::print_json(&hits)?;
     } else {
