@@ -23,7 +23,13 @@ struct Pkg<'a> {
 
 impl<'a> Pkg<'a> {
     fn new(name: &'a str, version: &'a str) -> Pkg<'a> {
-        Pkg { name, version, depends: None, files: Vec::new(), postinst: None }
+        Pkg {
+            name,
+            version,
+            depends: None,
+            files: Vec::new(),
+            postinst: None,
+        }
     }
     fn depends(mut self, d: &'a str) -> Self {
         self.depends = Some(d);
@@ -40,13 +46,20 @@ impl<'a> Pkg<'a> {
 }
 
 fn arch() -> String {
-    let out = Command::new("dpkg").arg("--print-architecture").output().unwrap();
+    let out = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds `pkg` with dpkg-deb into `repo`.
@@ -76,25 +89,59 @@ fn build(repo: &Path, work: &Path, pkg: &Pkg<'_>) {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
     }
     let deb = repo.join(format!("{}_{}_{}.deb", pkg.name, pkg.version, arch()));
-    run_ok(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "-b"]).arg(&root).arg(&deb));
+    run_ok(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "-b"])
+            .arg(&root)
+            .arg(&deb),
+    );
 }
 
 /// Writes Packages and Release for a flat repository.
 fn index(repo: &Path) {
-    let out = Command::new("apt-ftparchive").args(["packages", "."]).current_dir(repo).output().unwrap();
-    assert!(out.status.success(), "apt-ftparchive: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("apt-ftparchive")
+        .args(["packages", "."])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apt-ftparchive: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(repo.join("Packages"), &out.stdout).unwrap();
-    let out = Command::new("apt-ftparchive").args(["release", "."]).current_dir(repo).output().unwrap();
+    let out = Command::new("apt-ftparchive")
+        .args(["release", "."])
+        .current_dir(repo)
+        .output()
+        .unwrap();
     std::fs::write(repo.join("Release"), &out.stdout).unwrap();
 }
 
 /// A shared library and a program linked against it, compiled with the host's C compiler.
 fn compile_greeter(work: &Path) -> (Vec<u8>, Vec<u8>) {
-    write(&work.join("greet.c"), "#include <stdio.h>\nvoid greet(void){puts(\"hello from libgreet\");}\n");
-    write(&work.join("main.c"), "void greet(void);\nint main(void){greet();return 0;}\n");
-    run_ok(Command::new("cc").args(["-shared", "-fPIC", "-o", "libgreet.so", "greet.c"]).current_dir(work));
-    run_ok(Command::new("cc").args(["-o", "greet", "main.c", "-L.", "-lgreet"]).current_dir(work));
-    (std::fs::read(work.join("libgreet.so")).unwrap(), std::fs::read(work.join("greet")).unwrap())
+    write(
+        &work.join("greet.c"),
+        "#include <stdio.h>\nvoid greet(void){puts(\"hello from libgreet\");}\n",
+    );
+    write(
+        &work.join("main.c"),
+        "void greet(void);\nint main(void){greet();return 0;}\n",
+    );
+    run_ok(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-o", "libgreet.so", "greet.c"])
+            .current_dir(work),
+    );
+    run_ok(
+        Command::new("cc")
+            .args(["-o", "greet", "main.c", "-L.", "-lgreet"])
+            .current_dir(work),
+    );
+    (
+        std::fs::read(work.join("libgreet.so")).unwrap(),
+        std::fs::read(work.join("greet")).unwrap(),
+    )
 }
 
 /// The test repository: libgreet (a shared library), greet (needs it), withpost (a
@@ -138,26 +185,49 @@ fn family(w: &World) -> (PathBuf, PathBuf) {
     let app = w.node("nodes/sys/base/app", "app", "leaf");
     let line = format!("deb [trusted=yes] file:{} ./", repo.display());
     for node in [&base, &app] {
-        w.cairn().args(["node", "add-repo"]).arg(node).arg(&line).assert().success();
+        w.cairn()
+            .args(["node", "add-repo"])
+            .arg(node)
+            .arg(&line)
+            .assert()
+            .success();
     }
     (base, app)
 }
 
 fn packages(w: &World, node: &Path) -> Vec<String> {
-    let out = w.cairn().args(["node", "packages", "--json"]).arg(node).assert().success();
+    let out = w
+        .cairn()
+        .args(["node", "packages", "--json"])
+        .arg(node)
+        .assert()
+        .success();
     let list: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn install(w: &World, node: &Path, pkgs: &[&str]) -> assert_cmd::assert::Assert {
-    w.cairn().args(["node", "install"]).arg(node).args(pkgs).assert()
+    w.cairn()
+        .args(["node", "install"])
+        .arg(node)
+        .args(pkgs)
+        .assert()
 }
 
 #[test]
 fn repos_add_list_remove() {
     let w = World::new();
     let node = w.node("nodes/n", "n", "leaf");
-    w.cairn().args(["node", "add-repo"]).arg(&node).arg("deb [trusted=yes] file:/srv/a ./").assert().success();
+    w.cairn()
+        .args(["node", "add-repo"])
+        .arg(&node)
+        .arg("deb [trusted=yes] file:/srv/a ./")
+        .assert()
+        .success();
     w.cairn()
         .args(["node", "add-repo"])
         .arg(&node)
@@ -165,20 +235,41 @@ fn repos_add_list_remove() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("expected a URI and a suite"));
-    w.cairn().args(["node", "repos"]).arg(&node).assert().success().stdout(predicate::str::contains("file:/srv/a"));
-    w.cairn().args(["node", "rm-repo"]).arg(&node).arg("1").assert().success();
-    w.cairn().args(["node", "repos", "--json"]).arg(&node).assert().success().stdout("[]\n");
+    w.cairn()
+        .args(["node", "repos"])
+        .arg(&node)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("file:/srv/a"));
+    w.cairn()
+        .args(["node", "rm-repo"])
+        .arg(&node)
+        .arg("1")
+        .assert()
+        .success();
+    w.cairn()
+        .args(["node", "repos", "--json"])
+        .arg(&node)
+        .assert()
+        .success()
+        .stdout("[]\n");
 }
 
 #[test]
 fn install_into_parent_then_child_resolves_against_parent() {
     let w = World::new();
     let (base, app) = family(&w);
-    install(&w, &base, &["libgreet"]).success().stdout(predicate::str::contains("installed libgreet 1.0"));
+    install(&w, &base, &["libgreet"])
+        .success()
+        .stdout(predicate::str::contains("installed libgreet 1.0"));
     // libc6 comes from the host: the family exports the host's /usr.
     assert_eq!(packages(&w, &base), ["libgreet"]);
     install(&w, &app, &["greet"]).success();
-    assert_eq!(packages(&w, &app), ["greet"], "only the missing package lands in the child");
+    assert_eq!(
+        packages(&w, &app),
+        ["greet"],
+        "only the missing package lands in the child"
+    );
     assert!(!app.join("usr/lib/libgreet.so").exists());
     assert!(app.join("usr/bin/greet").is_file());
     // The node's database is dpkg's own format.
@@ -187,14 +278,21 @@ fn install_into_parent_then_child_resolves_against_parent() {
         .args(["-W", "-f", "${Package} ${Version} ${Status}\n"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "greet 1.0 install ok installed\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "greet 1.0 install ok installed\n"
+    );
     let out = Command::new("dpkg")
         .arg(format!("--root={}", app.display()))
         .arg(format!("--admindir={}", app.join("var/lib/dpkg").display()))
         .arg("-V")
         .output()
         .unwrap();
-    assert!(out.status.success() && out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The program runs in the leaf's sandbox with the library from the parent node.
     w.cairn()
         .args(["run", "--node"])
@@ -212,13 +310,22 @@ fn ancestor_duplicate_is_refused_unless_forced() {
     install(&w, &base, &["libgreet"]).success();
     install(&w, &app, &["libgreet"])
         .code(1)
-        .stderr(predicate::str::contains("libgreet is already installed in ancestor node"))
+        .stderr(predicate::str::contains(
+            "libgreet is already installed in ancestor node",
+        ))
         .stderr(predicate::str::contains("--force"));
     assert!(packages(&w, &app).is_empty());
-    w.cairn().args(["node", "install", "--force"]).arg(&app).arg("libgreet").assert().success();
+    w.cairn()
+        .args(["node", "install", "--force"])
+        .arg(&app)
+        .arg("libgreet")
+        .assert()
+        .success();
     assert_eq!(packages(&w, &app), ["libgreet"]);
     assert!(app.join("usr/lib/libgreet.so").is_file());
-    install(&w, &app, &["libgreet"]).success().stdout(predicate::str::contains("already installed"));
+    install(&w, &app, &["libgreet"])
+        .success()
+        .stdout(predicate::str::contains("already installed"));
 }
 
 #[test]
@@ -233,13 +340,31 @@ fn removal_blocked_by_dependent_in_descendant() {
         .arg("libgreet")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("cannot remove libgreet: needed by greet (in"));
+        .stderr(predicate::str::contains(
+            "cannot remove libgreet: needed by greet (in",
+        ));
     assert!(base.join("usr/lib/libgreet.so").is_file());
-    w.cairn().args(["node", "remove"]).arg(&app).arg("greet").assert().success();
+    w.cairn()
+        .args(["node", "remove"])
+        .arg(&app)
+        .arg("greet")
+        .assert()
+        .success();
     assert!(!app.join("usr/bin/greet").exists());
-    assert!(!app.join("usr/share/doc/greet").exists(), "emptied package directories are pruned");
-    assert!(app.join("usr/bin").is_dir(), "the node's own directories stay");
-    w.cairn().args(["node", "remove"]).arg(&base).arg("libgreet").assert().success();
+    assert!(
+        !app.join("usr/share/doc/greet").exists(),
+        "emptied package directories are pruned"
+    );
+    assert!(
+        app.join("usr/bin").is_dir(),
+        "the node's own directories stay"
+    );
+    w.cairn()
+        .args(["node", "remove"])
+        .arg(&base)
+        .arg("libgreet")
+        .assert()
+        .success();
     assert!(packages(&w, &base).is_empty());
 }
 
@@ -249,17 +374,35 @@ fn verify_reports_modified_missing_and_unowned() {
     let (base, app) = family(&w);
     install(&w, &base, &["libgreet"]).success();
     install(&w, &app, &["greet"]).success();
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success().stdout("");
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success()
+        .stdout("");
     std::fs::write(app.join("usr/bin/greet"), "tampered").unwrap();
     std::fs::remove_file(app.join("usr/share/doc/greet/README")).unwrap();
     std::fs::write(app.join("usr/bin/stray"), "x").unwrap();
     std::fs::write(app.join("var/runtime-data"), "ok").unwrap();
-    let out = w.cairn().args(["node", "verify", "--json"]).arg(&app).assert().code(1);
+    let out = w
+        .cairn()
+        .args(["node", "verify", "--json"])
+        .arg(&app)
+        .assert()
+        .code(1);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(report["modified"], serde_json::json!(["/usr/bin/greet"]));
-    assert_eq!(report["missing"], serde_json::json!(["/usr/share/doc/greet/README"]));
+    assert_eq!(
+        report["missing"],
+        serde_json::json!(["/usr/share/doc/greet/README"])
+    );
     assert_eq!(report["unowned"], serde_json::json!(["/usr/bin/stray"]));
-    w.cairn().args(["node", "verify"]).arg(&app).assert().code(1).stdout(predicate::str::contains("modified  /usr/bin/greet"));
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("modified  /usr/bin/greet"));
 }
 
 #[test]
@@ -271,10 +414,16 @@ fn file_conflict_is_refused_and_nothing_changes() {
     let before = std::fs::read(app.join("usr/bin/greet")).unwrap();
     install(&w, &app, &["clash"])
         .code(1)
-        .stderr(predicate::str::contains("file conflict: /usr/bin/greet of clash is already owned by greet"));
+        .stderr(predicate::str::contains(
+            "file conflict: /usr/bin/greet of clash is already owned by greet",
+        ));
     assert_eq!(std::fs::read(app.join("usr/bin/greet")).unwrap(), before);
     assert_eq!(packages(&w, &app), ["greet"]);
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success();
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -283,7 +432,10 @@ fn postinst_runs_inside_the_sandbox() {
     let (_base, app) = family(&w);
     install(&w, &app, &["withpost"]).success();
     // /nodes/app/var exists only inside the sandbox: the script did not run on the host.
-    assert_eq!(std::fs::read_to_string(app.join("var/postinst-ran")).unwrap(), "postinst configure\n");
+    assert_eq!(
+        std::fs::read_to_string(app.join("var/postinst-ran")).unwrap(),
+        "postinst configure\n"
+    );
     assert!(!Path::new("/nodes/app").exists());
 }
 
@@ -291,7 +443,12 @@ fn postinst_runs_inside_the_sandbox() {
 fn no_scripts_skips_maintainer_scripts() {
     let w = World::new();
     let (_base, app) = family(&w);
-    w.cairn().args(["node", "install", "--no-scripts"]).arg(&app).arg("withpost").assert().success();
+    w.cairn()
+        .args(["node", "install", "--no-scripts"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .success();
     assert!(!app.join("var/postinst-ran").exists());
     assert_eq!(packages(&w, &app), ["withpost"]);
 }
@@ -307,11 +464,23 @@ fn failing_postinst_rolls_the_node_back() {
         .stderr(predicate::str::contains("badpost: postinst failed"))
         .stderr(predicate::str::contains("rolled back"));
     assert!(!app.join("usr/bin/badpost").exists());
-    assert_eq!(std::fs::read(app.join("var/lib/dpkg/status")).unwrap(), status_before);
+    assert_eq!(
+        std::fs::read(app.join("var/lib/dpkg/status")).unwrap(),
+        status_before
+    );
     assert!(!app.join("var/lib/dpkg/info/badpost.list").exists());
     assert_eq!(packages(&w, &app), ["bulk"]);
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success();
-    w.cairn().args(["node", "install", "--no-scripts"]).arg(&app).arg("badpost").assert().success();
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success();
+    w.cairn()
+        .args(["node", "install", "--no-scripts"])
+        .arg(&app)
+        .arg("badpost")
+        .assert()
+        .success();
 }
 
 #[test]
@@ -319,18 +488,35 @@ fn search_and_packages_listing() {
     let w = World::new();
     let (base, app) = family(&w);
     install(&w, &base, &["libgreet"]).success();
-    let out = w.cairn().args(["node", "search", "--json"]).arg(&app).arg("greet").assert().success();
+    let out = w
+        .cairn()
+        .args(["node", "search", "--json"])
+        .arg(&app)
+        .arg("greet")
+        .assert()
+        .success();
     let hits: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let names: Vec<&str> = hits.as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["greet", "libgreet"]);
-    assert_eq!(hits[1]["installed_in"].as_str().unwrap(), base.to_str().unwrap());
+    assert_eq!(
+        hits[1]["installed_in"].as_str().unwrap(),
+        base.to_str().unwrap()
+    );
     assert_eq!(hits[0]["candidate"], "1.0");
     w.cairn()
         .args(["node", "packages", "--all"])
         .arg(&app)
         .assert()
         .success()
-        .stdout(predicate::str::contains("libgreet").and(predicate::str::contains(base.to_str().unwrap())));
+        .stdout(
+            predicate::str::contains("libgreet")
+                .and(predicate::str::contains(base.to_str().unwrap())),
+        );
 }
 
 #[test]
@@ -339,7 +525,11 @@ fn upgrade_replaces_files_and_removes_dropped_ones() {
     let (_base, app) = family(&w);
     install(&w, &app, &["bulk"]).success();
     let repo = w.path("repo");
-    build(&repo, &w.path("build"), &Pkg::new("bulk", "2.0").file("usr/share/bulk/a", "a2", 0o644));
+    build(
+        &repo,
+        &w.path("build"),
+        &Pkg::new("bulk", "2.0").file("usr/share/bulk/a", "a2", 0o644),
+    );
     index(&repo);
     w.cairn()
         .args(["node", "upgrade"])
@@ -347,10 +537,22 @@ fn upgrade_replaces_files_and_removes_dropped_ones() {
         .assert()
         .success()
         .stdout(predicate::str::contains("upgraded bulk 1.0 -> 2.0"));
-    assert_eq!(std::fs::read_to_string(app.join("usr/share/bulk/a")).unwrap(), "a2");
+    assert_eq!(
+        std::fs::read_to_string(app.join("usr/share/bulk/a")).unwrap(),
+        "a2"
+    );
     assert!(!app.join("usr/share/bulk/b").exists());
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success();
-    w.cairn().args(["node", "upgrade"]).arg(&app).assert().success().stdout(predicate::str::contains("up to date"));
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success();
+    w.cairn()
+        .args(["node", "upgrade"])
+        .arg(&app)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("up to date"));
 }
 
 // ---- hostile archives -------------------------------------------------------------------
@@ -381,7 +583,10 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, kind: u8, body: &[u8], link: &str) {
 /// A .deb (ar archive) with the given data tar entries.
 fn hostile_deb(path: &Path, name: &str, entries: &[(&str, u8, &str)]) {
     let mut control = Vec::new();
-    let text = format!("Package: {name}\nVersion: 1.0\nArchitecture: {}\nMaintainer: t <t@e>\nDescription: evil\n", arch());
+    let text = format!(
+        "Package: {name}\nVersion: 1.0\nArchitecture: {}\nMaintainer: t <t@e>\nDescription: evil\n",
+        arch()
+    );
     tar_entry(&mut control, "./control", b'0', text.as_bytes(), "");
     control.extend_from_slice(&[0u8; 1024]);
     let mut data = Vec::new();
@@ -391,8 +596,22 @@ fn hostile_deb(path: &Path, name: &str, entries: &[(&str, u8, &str)]) {
     }
     data.extend_from_slice(&[0u8; 1024]);
     let mut ar = b"!<arch>\n".to_vec();
-    for (member, body) in [("debian-binary", b"2.0\n".to_vec()), ("control.tar", control), ("data.tar", data)] {
-        ar.extend_from_slice(format!("{member:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 100644, body.len()).as_bytes());
+    for (member, body) in [
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar", control),
+        ("data.tar", data),
+    ] {
+        ar.extend_from_slice(
+            format!(
+                "{member:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                100644,
+                body.len()
+            )
+            .as_bytes(),
+        );
         ar.extend_from_slice(&body);
         if body.len() % 2 == 1 {
             ar.push(b'\n');
@@ -410,14 +629,30 @@ fn hostile_debs_cannot_escape_the_node() {
     let outside = w.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let depth = node.components().count() + 2;
-    let escape = format!("./{}{}", "../".repeat(depth), outside.join("escaped").display().to_string().trim_start_matches('/'));
-    hostile_deb(&repo.join(format!("dotdot_1.0_{}.deb", arch())), "dotdot", &[("./usr/", b'5', ""), (&escape, b'0', "")]);
+    let escape = format!(
+        "./{}{}",
+        "../".repeat(depth),
+        outside
+            .join("escaped")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    hostile_deb(
+        &repo.join(format!("dotdot_1.0_{}.deb", arch())),
+        "dotdot",
+        &[("./usr/", b'5', ""), (&escape, b'0', "")],
+    );
     let link_target = outside.display().to_string();
-    hostile_deb(&repo.join(format!("symlinked_1.0_{}.deb", arch())), "symlinked", &[
-        ("./usr/", b'5', ""),
-        ("./usr/evil", b'2', &link_target),
-        ("./usr/evil/pwned", b'0', ""),
-    ]);
+    hostile_deb(
+        &repo.join(format!("symlinked_1.0_{}.deb", arch())),
+        "symlinked",
+        &[
+            ("./usr/", b'5', ""),
+            ("./usr/evil", b'2', &link_target),
+            ("./usr/evil/pwned", b'0', ""),
+        ],
+    );
     index(&repo);
     w.cairn()
         .args(["node", "add-repo"])
@@ -425,9 +660,17 @@ fn hostile_debs_cannot_escape_the_node() {
         .arg(format!("deb [trusted=yes] file:{} ./", repo.display()))
         .assert()
         .success();
-    install(&w, &node, &["dotdot"]).code(1).stderr(predicate::str::contains("unsafe entry").and(predicate::str::contains("\"..\"")));
-    install(&w, &node, &["symlinked"]).code(1).stderr(predicate::str::contains("goes through a symlink"));
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was written outside the node");
+    install(&w, &node, &["dotdot"])
+        .code(1)
+        .stderr(predicate::str::contains("unsafe entry").and(predicate::str::contains("\"..\"")));
+    install(&w, &node, &["symlinked"])
+        .code(1)
+        .stderr(predicate::str::contains("goes through a symlink"));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written outside the node"
+    );
     assert!(!node.join("usr/evil").exists());
     assert!(packages(&w, &node).is_empty());
 }
@@ -435,7 +678,13 @@ fn hostile_debs_cannot_escape_the_node() {
 // ---- locking and crashes ------------------------------------------------------------------
 
 /// Starts `cairn node install` stalled after `after` file changes; returns once it stalls.
-fn stalled_install(w: &World, node: &Path, pkg: &str, after: usize, secs: u64) -> std::process::Child {
+fn stalled_install(
+    w: &World,
+    node: &Path,
+    pkg: &str,
+    after: usize,
+    secs: u64,
+) -> std::process::Child {
     let mut child = w
         .cairn_std()
         .args(["node", "install", "--no-scripts"])
@@ -450,7 +699,10 @@ fn stalled_install(w: &World, node: &Path, pkg: &str, after: usize, secs: u64) -
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     loop {
-        let line = lines.next().expect("install ended before stalling").unwrap();
+        let line = lines
+            .next()
+            .expect("install ended before stalling")
+            .unwrap();
         if line.contains("stalled for tests") {
             break;
         }
@@ -480,7 +732,11 @@ fn concurrent_installs_into_one_node_are_serialized() {
     let mut names = packages(&w, &app);
     names.sort();
     assert_eq!(names, ["bulk", "withpost"]);
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success();
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -490,7 +746,10 @@ fn kill_9_during_install_is_rolled_back_by_the_next_command() {
     let mut child = stalled_install(&w, &app, "bulk", 2, 120);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(app.join("usr/share/bulk/a").exists(), "the install was cut in the middle");
+    assert!(
+        app.join("usr/share/bulk/a").exists(),
+        "the install was cut in the middle"
+    );
     w.cairn()
         .args(["node", "packages"])
         .arg(&app)
@@ -502,11 +761,17 @@ fn kill_9_during_install_is_rolled_back_by_the_next_command() {
         .arg(&app)
         .assert()
         .success()
-        .stderr(predicate::str::contains("rolled back an interrupted package transaction"));
+        .stderr(predicate::str::contains(
+            "rolled back an interrupted package transaction",
+        ));
     assert!(!app.join("usr/share/bulk").exists());
     assert!(packages(&w, &app).is_empty());
     install(&w, &app, &["bulk"]).success();
-    w.cairn().args(["node", "verify"]).arg(&app).assert().success();
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success();
 }
 
 // ---- keys and seals -----------------------------------------------------------------------
@@ -514,12 +779,26 @@ fn kill_9_during_install_is_rolled_back_by_the_next_command() {
 #[test]
 fn keys_create_list_export() {
     let w = World::new();
-    w.cairn().args(["key", "create", "fleet"]).assert().success();
-    w.cairn().args(["key", "create", "fleet"]).assert().code(1).stderr(predicate::str::contains("already exists"));
+    w.cairn()
+        .args(["key", "create", "fleet"])
+        .assert()
+        .success();
+    w.cairn()
+        .args(["key", "create", "fleet"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
     let key = w.config_dir().join("keys/fleet.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    w.cairn().args(["key", "ls"]).assert().success().stdout(predicate::str::contains("fleet"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    w.cairn()
+        .args(["key", "ls"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fleet"));
     w.cairn()
         .args(["key", "export", "fleet"])
         .assert()
@@ -533,9 +812,19 @@ fn seal_then_alteration_is_detected_by_verify_and_seal_check() {
     let (_base, app) = family(&w);
     install(&w, &app, &["bulk"]).success();
     w.cairn().args(["key", "create", "k"]).assert().success();
-    w.cairn().args(["node", "seal", "--key", "k"]).arg(&app).assert().success().stdout(predicate::str::contains("sealed"));
+    w.cairn()
+        .args(["node", "seal", "--key", "k"])
+        .arg(&app)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sealed"));
     assert!(app.join("etc/cairn/seal.json").is_file());
-    w.cairn().args(["node", "seal", "--key", "nokey"]).arg(&app).assert().code(1).stderr(predicate::str::contains("no such key"));
+    w.cairn()
+        .args(["node", "seal", "--key", "nokey"])
+        .arg(&app)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no such key"));
 }
 
 /// Launch refusal needs `cairn run` to call `cairn_pkg::check_seal` for `verify: required`.
@@ -546,11 +835,24 @@ fn sealed_node_with_verify_required_refuses_launch_when_altered() {
     let (_base, app) = family(&w);
     install(&w, &app, &["bulk"]).success();
     let yaml = app.join("etc/cairn/node.yaml");
-    let text = std::fs::read_to_string(&yaml).unwrap().replacen("config:\n", "config:\n  verify: required\n", 1);
+    let text = std::fs::read_to_string(&yaml).unwrap().replacen(
+        "config:\n",
+        "config:\n  verify: required\n",
+        1,
+    );
     std::fs::write(&yaml, text).unwrap();
     w.cairn().args(["key", "create", "k"]).assert().success();
-    w.cairn().args(["node", "seal", "--key", "k"]).arg(&app).assert().success();
-    w.cairn().args(["run", "--node"]).arg(&app).args(["--", "true"]).assert().success();
+    w.cairn()
+        .args(["node", "seal", "--key", "k"])
+        .arg(&app)
+        .assert()
+        .success();
+    w.cairn()
+        .args(["run", "--node"])
+        .arg(&app)
+        .args(["--", "true"])
+        .assert()
+        .success();
     std::fs::write(app.join("usr/share/bulk/c"), "altered").unwrap();
     w.cairn()
         .args(["run", "--node"])

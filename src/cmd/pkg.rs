@@ -99,7 +99,13 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PkgCommand::Search { leaf, word, json } => search(&leaf, &word, json),
-        PkgCommand::Install { leaf, packages, force, no_scripts, json } => {
+        PkgCommand::Install {
+            leaf,
+            packages,
+            force,
+            no_scripts,
+            json,
+        } => {
             let mut opts = options(&leaf, no_scripts)?;
             opts.force = force;
             let family = family(&leaf)?;
@@ -107,7 +113,12 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot install into {}", leaf.display()))?;
             report(&outcome, json)
         }
-        PkgCommand::Remove { leaf, packages, no_scripts, json } => {
+        PkgCommand::Remove {
+            leaf,
+            packages,
+            no_scripts,
+            json,
+        } => {
             let mut opts = options(&leaf, no_scripts)?;
             opts.descendants = descendants(&leaf)?;
             let family = family(&leaf)?;
@@ -115,7 +126,11 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot remove from {}", leaf.display()))?;
             report(&outcome, json)
         }
-        PkgCommand::Upgrade { leaf, no_scripts, json } => {
+        PkgCommand::Upgrade {
+            leaf,
+            no_scripts,
+            json,
+        } => {
             let opts = options(&leaf, no_scripts)?;
             let family = family(&leaf)?;
             let outcome = with_progress(|p| cairn_pkg::upgrade(&family, &opts, p))
@@ -128,7 +143,12 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
             let keys = super::key::keys_dir()?;
             let family = family(&leaf)?;
             let summary = with_progress(|p| cairn_pkg::seal(&family, &keys, &key, p))?;
-            println!("sealed {} files of {} with key {}", summary.files, leaf.display(), summary.key_name);
+            println!(
+                "sealed {} files of {} with key {}",
+                summary.files,
+                leaf.display(),
+                summary.key_name
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -144,18 +164,28 @@ fn family(leaf: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn descendants(leaf: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let me = std::path::absolute(leaf)?;
     let below = cairn_node::list_nodes(leaf)?;
-    Ok(below.into_iter().map(|n| n.path).filter(|p| p != &me && p != leaf).collect())
+    Ok(below
+        .into_iter()
+        .map(|n| n.path)
+        .filter(|p| p != &me && p != leaf)
+        .collect())
 }
 
 /// Options shared by the changing commands. The host's installed packages count as present
 /// when the family exports the host's `/usr` (a system node made by `--template system`).
 fn options(leaf: &Path, no_scripts: bool) -> anyhow::Result<Options> {
-    let merged = cairn_node::load_family(leaf, &cairn_node::VarContext::from_process())?.merged()?;
-    let exports_host_usr = merged.exports.iter().any(|e| e.path.as_deref() == Some(Path::new("/usr")));
+    let merged =
+        cairn_node::load_family(leaf, &cairn_node::VarContext::from_process())?.merged()?;
+    let exports_host_usr = merged
+        .exports
+        .iter()
+        .any(|e| e.path.as_deref() == Some(Path::new("/usr")));
     let scripts = if no_scripts {
         Scripts::Skip
     } else {
-        Scripts::InSandbox { cairn: std::env::current_exe().context("cannot find the cairn executable")? }
+        Scripts::InSandbox {
+            cairn: std::env::current_exe().context("cannot find the cairn executable")?,
+        }
     };
     Ok(Options {
         scripts,
@@ -169,8 +199,11 @@ fn repos(leaf: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::print_json(&lines)?;
     } else {
-        let rows: Vec<Vec<String>> =
-            lines.iter().enumerate().map(|(i, l)| vec![(i + 1).to_string(), l.clone()]).collect();
+        let rows: Vec<Vec<String>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| vec![(i + 1).to_string(), l.clone()])
+            .collect();
         output::print_table(&["#", "REPOSITORY"], &rows);
     }
     Ok(ExitCode::SUCCESS)
@@ -188,7 +221,10 @@ fn search(leaf: &Path, word: &str, json: bool) -> anyhow::Result<ExitCode> {
                 vec![
                     h.name.clone(),
                     h.candidate.clone().unwrap_or_default(),
-                    h.installed_in.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    h.installed_in
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     h.summary.clone(),
                 ]
             })
@@ -231,15 +267,21 @@ fn verify(leaf: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::print_json(&report)?;
     } else {
-        for (what, paths) in
-            [("modified", &report.modified), ("missing", &report.missing), ("unowned", &report.unowned)]
-        {
+        for (what, paths) in [
+            ("modified", &report.modified),
+            ("missing", &report.missing),
+            ("unowned", &report.unowned),
+        ] {
             for path in paths {
                 println!("{what:<9} {path}");
             }
         }
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn report(outcome: &Outcome, json: bool) -> anyhow::Result<ExitCode> {
@@ -268,7 +310,10 @@ fn report(outcome: &Outcome, json: bool) -> anyhow::Result<ExitCode> {
 fn with_progress<T>(
     work: impl FnOnce(&mut dyn FnMut(Event<'_>)) -> cairn_pkg::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut bar = Bar { tty: std::io::stderr().is_terminal(), drawn: false };
+    let mut bar = Bar {
+        tty: std::io::stderr().is_terminal(),
+        drawn: false,
+    };
     let result = work(&mut |event| bar.show(event));
     bar.clear();
     Ok(result?)
@@ -288,9 +333,17 @@ impl Bar {
             }
             Event::RolledBack { node } => {
                 self.clear();
-                eprintln!("cairn: rolled back an interrupted package transaction in {}", node.display());
+                eprintln!(
+                    "cairn: rolled back an interrupted package transaction in {}",
+                    node.display()
+                );
             }
-            Event::Step { phase, done, total, item } if self.tty => {
+            Event::Step {
+                phase,
+                done,
+                total,
+                item,
+            } if self.tty => {
                 const WIDTH: usize = 30;
                 let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
                 let mut err = std::io::stderr();
@@ -304,9 +357,18 @@ impl Bar {
                 let _ = err.flush();
                 self.drawn = true;
             }
-            Event::Step { phase, done, total, item } => {
+            Event::Step {
+                phase,
+                done,
+                total,
+                item,
+            } => {
                 if !item.is_empty() {
-                    eprintln!("{} {item} ({}/{total})", phase.verb(), (done + 1).min(total));
+                    eprintln!(
+                        "{} {item} ({}/{total})",
+                        phase.verb(),
+                        (done + 1).min(total)
+                    );
                 }
             }
         }
