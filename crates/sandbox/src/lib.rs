@@ -15,9 +15,9 @@
 //! # Order of set-up, and why
 //!
 //! In the launching process (all the allocating work, once):
-//! 1. cgroup directories and limits (`cgroup`), an empty scratch directory under /tmp, the
-//!    mount plan with bind sources checked (`rootfs`, `dev`), the seccomp programs
-//!    (`seccomp`), execve's arrays and PATH candidates;
+//! 1. cgroup directories and limits (`cgroup`), the mount plan with bind sources checked
+//!    (`rootfs`, `dev`), the seccomp programs (`seccomp`), execve's arrays and PATH
+//!    candidates;
 //! 2. block the forwarded signals and SIGCHLD (`signals`), then one `clone` with every
 //!    namespace flag except time (clone cannot take it).
 //!
@@ -27,7 +27,8 @@
 //! 3. join the cgroup, so everything after is accounted and limited (then unshare the cgroup
 //!    namespace so its root is the launch's cgroup);
 //! 4. hostname, loopback up (new UTS/net namespaces);
-//! 5. mounts: / private, tmpfs root on the scratch directory, the spec's mounts in order,
+//! 5. mounts: / private, bind sources opened (O_PATH), tmpfs root over /tmp (private to this
+//!    mount namespace: no host directory to create or remove), the spec's mounts in order,
 //!    root read-only, `pivot_root(".", ".")`, detach the old root (`rootfs`);
 //! 6. unshare the time namespace (takes effect for children: the program);
 //! 7. with a pid namespace, fork: pid 1 stays as the reaper and forwards signals; pid 2
@@ -39,8 +40,14 @@
 //! the set-up itself), then execve over the PATH candidates.
 //!
 //! Failures in the child travel as one line over a close-on-exec pipe: EOF without data
-//! means execve succeeded. The launching process then forwards signals until the sandbox's
-//! pid 1 exits; with the pid namespace gone, the cgroup and scratch directory are removed.
+//! means execve succeeded. The launching process does not wait for that report (one wake-up
+//! less on the hot path): it forwards signals until the sandbox's pid 1 exits, then reads the
+//! pipe. With the pid namespace gone, the cgroup is removed.
+//!
+//! Speed: the hot path is one clone, about three system calls per mount, a handful per
+//! privilege step, and no round trip between parent and child (rootless; as root the parent
+//! writes the id maps while the child works on things that do not need them). No host
+//! directory is created (creating and removing one costs milliseconds on a busy journal).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -99,6 +99,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("signal_forwarding", signal_forwarding),
         ("nothing_left_running", nothing_left_running),
         ("dev_minimal", dev_minimal),
+        (
+            "mqueue_and_file_over_host_bind",
+            mqueue_and_file_over_host_bind,
+        ),
         ("stdin_passes", stdin_passes),
         ("fork_bomb_contained", fork_bomb_contained),
         ("memory_hog_killed", memory_hog_killed),
@@ -735,6 +739,45 @@ fn dev_minimal(ctx: &Context) -> Outcome {
     Pass
 }
 
+fn mqueue_and_file_over_host_bind(ctx: &Context) -> Outcome {
+    let host = world_writable_tempdir();
+    let mut spec = ctx.spec(&["fstype", "/dev/mqueue", "/tmp", "/"]);
+    spec.mounts.push(Mount::Mqueue {
+        dest: "/dev/mqueue".into(),
+    });
+    spec.mounts.push(Mount::Bind {
+        source: host.path().into(),
+        dest: "/data".into(),
+        readonly: false,
+    });
+    spec.mounts.push(Mount::File {
+        dest: "/data/generated".into(),
+        contents: b"g".to_vec(),
+    });
+    let (code, out) = run_ok(&spec);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(value(&out, "/dev/mqueue"), "19800202");
+    assert_eq!(value(&out, "/tmp"), "1021994"); // TMPFS_MAGIC
+    assert_eq!(value(&out, "/"), "1021994");
+    // The file was placed over the writable host bind without writing into the host dir.
+    let host_entries: Vec<_> = fs::read_dir(host.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        host_entries,
+        vec![std::ffi::OsString::from("generated")],
+        "only the mount point"
+    );
+    assert_eq!(
+        fs::read(host.path().join("generated")).unwrap(),
+        b"",
+        "contents leaked to host"
+    );
+    Pass
+}
+
 fn stdin_passes(ctx: &Context) -> Outcome {
     let mut input = tempfile::tempfile().unwrap();
     input.write_all(b"through stdin").unwrap();
@@ -996,6 +1039,22 @@ mod probe {
                         .and_then(|e| e.raw_os_error())
                         .unwrap_or(0);
                     out += &format!("{p}={}\n", errno_name(e));
+                }
+                0
+            }
+            "fstype" => {
+                for p in rest {
+                    let c = CString::new(p.as_str()).unwrap();
+                    // SAFETY: zeroed statfs is a valid out-parameter.
+                    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+                    // SAFETY: valid path and out-parameter.
+                    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+                    let v = if r == 0 {
+                        format!("{:x}", st.f_type)
+                    } else {
+                        errno_name(last_errno())
+                    };
+                    out += &format!("{p}={v}\n");
                 }
                 0
             }
