@@ -86,7 +86,7 @@ fn rm_is_atomic_and_guards_children() {
     let w = World::new();
     let sys = w.node("nodes/sys", "sys", "system");
     let leaf = w.node("nodes/sys/app", "app", "leaf");
-    fails_with(w.cairn().args(["node", "rm"]).arg(&sys).assert(), &["--recursive"]);
+    fails_with(w.cairn().args(["node", "rm"]).arg(&sys).assert(), &["recursive"]);
     assert!(leaf.exists());
     fails_with(w.cairn().args(["node", "rm"]).arg(w.path("nodes/sys/usr")).assert(), &["not a node"]);
     w.cairn().args(["node", "rm"]).arg(&leaf).assert().success();
