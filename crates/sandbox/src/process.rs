@@ -275,7 +275,10 @@ impl Launch {
         match sys::clone(0) {
             Ok(0) => self.exec_program(err_fd, Some(reaper)),
             Ok(program) => {
-                sys::close(err_fd);
+                // The reaper needs no descriptor: holding the caller's (pipes, sockets) for the
+                // sandbox's lifetime would keep them open behind the caller's back.
+                // SAFETY: closing every descriptor above stderr, none of which we use again.
+                unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
                 signals::reap(program, set)
             }
             Err(e) => Err(Fail::bare("fork program", e)),

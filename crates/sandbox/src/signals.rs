@@ -110,6 +110,11 @@ fn try_wait(pid: pid_t) -> Option<c_int> {
         if rc < 0 && sys::errno() == libc::EINTR {
             continue;
         }
+        if rc < 0 && sys::errno() == libc::ECHILD {
+            // Only when the caller set SIGCHLD to SIG_IGN (children are then reaped by the
+            // kernel and their status is lost): report a generic failure rather than hang.
+            return Some(255 << 8);
+        }
         return None;
     }
 }

@@ -104,6 +104,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             mqueue_and_file_over_host_bind,
         ),
         ("stdin_passes", stdin_passes),
+        ("only_std_fds_inherited", only_std_fds_inherited),
         ("fork_bomb_contained", fork_bomb_contained),
         ("memory_hog_killed", memory_hog_killed),
     ]
@@ -778,6 +779,23 @@ fn mqueue_and_file_over_host_bind(ctx: &Context) -> Outcome {
     Pass
 }
 
+fn only_std_fds_inherited(ctx: &Context) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("cairn-fd-marker");
+    fs::write(&marker, "x").unwrap();
+    let path = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+    // SAFETY: opening a file without O_CLOEXEC on purpose, closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(fd > 2);
+    let (result, out) = run_captured(&ctx.spec(&["fds"]));
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    assert_eq!(result.unwrap(), 0);
+    assert!(!out.contains("cairn-fd-marker"), "leaked: {out}");
+    assert_eq!(value(&out, "count"), "3", "{out}");
+    Pass
+}
+
 fn stdin_passes(ctx: &Context) -> Outcome {
     let mut input = tempfile::tempfile().unwrap();
     input.write_all(b"through stdin").unwrap();
@@ -1056,6 +1074,23 @@ mod probe {
                     };
                     out += &format!("{p}={v}\n");
                 }
+                0
+            }
+            "fds" => {
+                let mut n = 0;
+                for entry in fs::read_dir("/proc/self/fd").unwrap().flatten() {
+                    let target = fs::read_link(entry.path()).unwrap_or_default();
+                    // Skip the directory handle this listing itself uses.
+                    if !target.to_string_lossy().contains("/fd") {
+                        n += 1;
+                        out += &format!(
+                            "fd {} {}\n",
+                            entry.file_name().to_string_lossy(),
+                            target.display()
+                        );
+                    }
+                }
+                out += &format!("count={n}\n");
                 0
             }
             "hostname" => {
