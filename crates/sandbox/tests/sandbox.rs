@@ -107,6 +107,10 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("only_std_fds_inherited", only_std_fds_inherited),
         ("fork_bomb_contained", fork_bomb_contained),
         ("memory_hog_killed", memory_hog_killed),
+        (
+            "cgroup_unavailable_is_clear_error",
+            cgroup_unavailable_is_clear_error,
+        ),
     ]
 }
 
@@ -881,6 +885,40 @@ fn memory_hog_killed(ctx: &Context) -> Outcome {
     let mut small = ctx.spec(&["hog", "16"]);
     small.cgroup.memory_max = Some(64 << 20);
     assert_eq!(run_ok(&small).0, 0);
+    Pass
+}
+
+fn cgroup_unavailable_is_clear_error(ctx: &Context) -> Outcome {
+    let mut spec = ctx.spec(&["exit", "0"]);
+    spec.cgroup.pids_max = Some(10);
+    spec.cgroup.parent = Some("/cairn-no-such-parent/x".into());
+    let err = run_captured(&spec).0.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "sandbox: cannot create cgroup /sys/fs/cgroup/pids/cairn-no-such-parent/x/cairn-"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "(delegate a writable cgroup to this user or set `[cgroup] root` in cairn.toml)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+    if !ctx.root {
+        // Rootless with no delegation: the caller's own cgroup is not writable.
+        let mut own = ctx.spec(&["exit", "0"]);
+        own.cgroup = CgroupLimits {
+            pids_max: Some(10),
+            ..Default::default()
+        };
+        let err = run_captured(&own).0.unwrap_err().to_string();
+        assert!(
+            err.contains("Permission denied") && err.contains("delegate"),
+            "{err}"
+        );
+    }
     Pass
 }
 
