@@ -251,7 +251,10 @@ fn check_identities(idents: &[Ident]) -> Result<(), Error> {
 /// A mount point or environment key appears at most once per file.
 fn check_unique_entries(m: &FileModel) -> Result<(), Error> {
     for (i, e) in m.exports.iter().enumerate() {
-        if let Some(first) = m.exports[..i].iter().find(|o| o.mount == e.mount) {
+        if let Some(first) = m.exports[..i]
+            .iter()
+            .find(|o| o.mount.as_os_str() == e.mount.as_os_str())
+        {
             return Err(Error::invalid(
                 Origin::new(&m.file, e.line),
                 format!(

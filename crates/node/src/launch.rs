@@ -46,6 +46,13 @@ enum Pending {
     Env(usize),
 }
 
+/// Exec outputs by merged index: `None` for entries that are not exec (or optional ones
+/// that failed).
+struct ExecOutputs {
+    exports: Vec<Option<Vec<u8>>>,
+    environ: Vec<Option<Vec<u8>>>,
+}
+
 impl Family {
     /// Everything [`Family::to_spec`] validates, without running exec commands: export
     /// sources exist (unless optional), the seccomp profile exists, and the mounts fit the
@@ -69,22 +76,14 @@ impl Family {
         check_namespaces(&merged)?;
         let outputs = run_exec_entries(&merged)?;
         let mut mounts = Vec::with_capacity(merged.exports.len());
-        let mut export_out = vec![None; merged.exports.len()];
-        let mut env_out = vec![None; merged.environ.len()];
-        for (p, out) in outputs {
-            match p {
-                Pending::Export(i) => export_out[i] = Some(out),
-                Pending::Env(i) => env_out[i] = Some(out),
-            }
-        }
-        for (e, out) in merged.exports.iter().zip(export_out) {
+        for (e, out) in merged.exports.iter().zip(outputs.exports) {
             if let Some(m) = mount_of(e, out)? {
                 mounts.push(m);
             }
         }
         // Parents before children; stable, so equal depths keep the family's order.
         mounts.sort_by_key(|m| depth(dest_of(m)));
-        let env = build_env(&merged, launch, env_out)?;
+        let env = build_env(&merged, launch, outputs.environ)?;
         let c = &merged.config;
         let s = &c.share;
         Ok(SandboxSpec {
@@ -201,7 +200,11 @@ fn check_namespaces(m: &Merged) -> Result<(), Error> {
 
 /// Runs every exec export and environ command at once; optional exports that fail yield
 /// no output instead of an error.
-fn run_exec_entries(m: &Merged) -> Result<Vec<(Pending, Option<Vec<u8>>)>, Error> {
+fn run_exec_entries(m: &Merged) -> Result<ExecOutputs, Error> {
+    let mut outputs = ExecOutputs {
+        exports: vec![None; m.exports.len()],
+        environ: vec![None; m.environ.len()],
+    };
     let mut pending = Vec::new();
     let mut commands = Vec::new();
     for (i, e) in m.exports.iter().enumerate() {
@@ -217,25 +220,21 @@ fn run_exec_entries(m: &Merged) -> Result<Vec<(Pending, Option<Vec<u8>>)>, Error
         }
     }
     if commands.is_empty() {
-        return Ok(Vec::new());
+        return Ok(outputs);
     }
     let results = exec::run_all(&commands);
-    let mut out = Vec::with_capacity(results.len());
     for ((p, result), command) in pending.into_iter().zip(results).zip(&commands) {
-        let output = match (result, &p) {
-            (Ok(bytes), _) => Some(bytes),
-            (Err(_), Pending::Export(i)) if m.exports[*i].optional => None,
+        match (result, p) {
+            (Ok(bytes), Pending::Export(i)) => outputs.exports[i] = Some(bytes),
+            (Ok(bytes), Pending::Env(i)) => outputs.environ[i] = Some(bytes),
+            (Err(_), Pending::Export(i)) if m.exports[i].optional => {}
             (Err(why), Pending::Export(i)) => {
-                let e = &m.exports[*i];
-                return Err(exec_error(
-                    &e.origin,
-                    format!("export {}", e.mount.display()),
-                    command,
-                    why,
-                ));
+                let e = &m.exports[i];
+                let entry = format!("export {}", e.mount.display());
+                return Err(exec_error(&e.origin, entry, command, why));
             }
             (Err(why), Pending::Env(i)) => {
-                let e = &m.environ[*i];
+                let e = &m.environ[i];
                 return Err(exec_error(
                     &e.origin,
                     format!("environ {}", e.key),
@@ -243,10 +242,9 @@ fn run_exec_entries(m: &Merged) -> Result<Vec<(Pending, Option<Vec<u8>>)>, Error
                     why,
                 ));
             }
-        };
-        out.push((p, output));
+        }
     }
-    Ok(out)
+    Ok(outputs)
 }
 
 fn exec_error(at: &Origin, entry: String, command: &str, why: String) -> Error {
@@ -259,7 +257,7 @@ fn exec_error(at: &Origin, entry: String, command: &str, why: String) -> Error {
 }
 
 /// The mount of one export; `None` when an optional source is missing.
-fn mount_of(e: &MergedExport, exec_out: Option<Option<Vec<u8>>>) -> Result<Option<Mount>, Error> {
+fn mount_of(e: &MergedExport, exec_out: Option<Vec<u8>>) -> Result<Option<Mount>, Error> {
     let dest = e.mount.clone();
     let m = match e.mode {
         ExportMode::Public
@@ -284,7 +282,7 @@ fn mount_of(e: &MergedExport, exec_out: Option<Option<Vec<u8>>>) -> Result<Optio
             dest,
             mode: TMPFS_MODE,
         },
-        ExportMode::Exec => match exec_out.flatten() {
+        ExportMode::Exec => match exec_out {
             Some(contents) => Mount::File { dest, contents },
             None => return Ok(None),
         },
@@ -316,7 +314,7 @@ fn unset_var(env: &mut Vec<(OsString, OsString)>, key: &OsStr) {
 fn build_env(
     m: &Merged,
     launch: &Launch,
-    exec_out: Vec<Option<Option<Vec<u8>>>>,
+    exec_out: Vec<Option<Vec<u8>>>,
 ) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     if m.config.inherit_env.value {
@@ -351,7 +349,7 @@ fn build_env(
 fn apply_env(
     env: &mut Vec<(OsString, OsString)>,
     e: &MergedEnv,
-    exec_out: Option<Option<Vec<u8>>>,
+    exec_out: Option<Vec<u8>>,
     launch: &Launch,
 ) -> Result<(), Error> {
     let key = OsStr::new(&e.key);
@@ -360,7 +358,7 @@ fn apply_env(
             set_var(env, key, e.value.clone().unwrap_or_default().into());
         }
         EnvMode::Exec => {
-            let mut bytes = exec_out.flatten().unwrap_or_default();
+            let mut bytes = exec_out.unwrap_or_default();
             while bytes.last() == Some(&b'\n') {
                 bytes.pop();
             }

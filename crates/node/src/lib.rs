@@ -9,6 +9,8 @@
 //! It does not fork, mount or enter namespaces: that is `cairn-sandbox`'s job. The only
 //! processes it starts are the host-side `exec` export and environ commands.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod caps;
 mod error;
 mod exec;

@@ -248,7 +248,11 @@ impl Family {
                     optional: e.optional,
                     origin: Origin::new(&f.file, e.line),
                 };
-                match out.iter_mut().find(|o| o.mount == e.mount) {
+                // Mount points were cleaned at load: byte equality is path equality.
+                match out
+                    .iter_mut()
+                    .find(|o| o.mount.as_os_str() == e.mount.as_os_str())
+                {
                     Some(slot) => *slot = merged,
                     None => out.push(merged),
                 }

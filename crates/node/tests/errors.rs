@@ -1,5 +1,7 @@
 //! Every kind of bad input gives one line naming the file and line.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 

@@ -1,5 +1,7 @@
 //! Creating, listing and removing nodes, and the templates' files.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 // Shared helpers for the integration tests: build node families in temp dirs.
 #![allow(dead_code)]
 
