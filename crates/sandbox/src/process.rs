@@ -214,7 +214,7 @@ impl Launch {
         }
         // Not waiting for the exec report here saves a wake-up on the hot path: the report
         // (or EOF) is read once the sandbox has exited, when every writer is gone.
-        let status = signals::forward_until_exit(child, &set);
+        let status = signals::forward_until_exit(child, &set, !self.program.new_session);
         read_report(&err_read)?;
         Ok(signals::exit_code(status))
     }
@@ -279,7 +279,7 @@ impl Launch {
                 // sandbox's lifetime would keep them open behind the caller's back.
                 // SAFETY: closing every descriptor above stderr, none of which we use again.
                 unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
-                signals::reap(program, set)
+                signals::reap(program, set, !self.program.new_session)
             }
             Err(e) => Err(Fail::bare("fork program", e)),
         }

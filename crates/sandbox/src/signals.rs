@@ -76,12 +76,21 @@ pub(crate) fn reset_for_exec() {
     }
 }
 
-fn wait_signal(set: &sigset_t) -> c_int {
+/// Waits for one signal of `set`; returns it and whether to pass it on.
+///
+/// With `shared_tty` (no new session) the program is in the caller's foreground process
+/// group, so the terminal's own signals (SIGINT from ^C, SIGWINCH, ...: si_code SI_KERNEL)
+/// already reached it: forwarding them again would deliver them twice.
+fn wait_signal(set: &sigset_t, shared_tty: bool) -> (c_int, bool) {
     loop {
-        // SAFETY: set is valid; a null siginfo is allowed.
-        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: set is valid and info is a writable siginfo_t.
+        let sig = unsafe { libc::sigwaitinfo(set, info.as_mut_ptr()) };
         if sig > 0 {
-            return sig;
+            // SAFETY: sigwaitinfo filled info.
+            let from_tty = unsafe { info.assume_init() }.si_code == libc::SI_KERNEL;
+            let forward = sig != libc::SIGCHLD && !(shared_tty && from_tty);
+            return (sig, forward);
         }
         // EINTR (a stop/continue): wait again.
     }
@@ -120,13 +129,13 @@ fn try_wait(pid: pid_t) -> Option<c_int> {
 }
 
 /// Launching process: forwards signals to `child` until it exits; returns its wait status.
-pub(crate) fn forward_until_exit(child: pid_t, set: &sigset_t) -> c_int {
+pub(crate) fn forward_until_exit(child: pid_t, set: &sigset_t, shared_tty: bool) -> c_int {
     loop {
         if let Some(status) = try_wait(child) {
             return status;
         }
-        let sig = wait_signal(set);
-        if sig != libc::SIGCHLD {
+        let (sig, forward) = wait_signal(set, shared_tty);
+        if forward {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child, sig) };
         }
@@ -136,12 +145,14 @@ pub(crate) fn forward_until_exit(child: pid_t, set: &sigset_t) -> c_int {
 /// The sandbox's reaper (pid 1 of its pid namespace, or a plain parent for a time namespace
 /// without one): forwards signals to `program`, reaps every child, and exits with the
 /// program's code (128+N for a signal: pid 1 cannot re-raise a fatal signal on itself).
-pub(crate) fn reap(program: pid_t, set: &sigset_t) -> ! {
+pub(crate) fn reap(program: pid_t, set: &sigset_t, shared_tty: bool) -> ! {
     loop {
-        let sig = wait_signal(set);
-        if sig != libc::SIGCHLD {
+        let (sig, forward) = wait_signal(set, shared_tty);
+        if forward {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(program, sig) };
+        }
+        if sig != libc::SIGCHLD {
             continue;
         }
         loop {
