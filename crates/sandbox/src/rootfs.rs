@@ -12,6 +12,11 @@
 //! exactly as on the host, even below /tmp or through absolute symlinks, and are bound from
 //! `/proc/self/fd/N`. At the end the root is made read-only and pivoted into with
 //! `pivot_root(".", ".")`, and the old root is detached.
+//!
+//! Like bubblewrap, a mount point below an earlier writable host bind is created in that
+//! host directory when missing (an empty directory or file); below a read-only bind it must
+//! already exist. File mounts never write into a bind: their contents go to the root tmpfs
+//! and are bound read-only over the destination.
 
 use std::cell::Cell;
 use std::collections::HashSet;

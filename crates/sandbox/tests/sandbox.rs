@@ -295,6 +295,17 @@ fn signal_status(ctx: &Context) -> Outcome {
     no_pidns.namespaces.time = false;
     no_pidns.mounts.retain(|m| !matches!(m, Mount::Proc { .. }));
     assert_eq!(run_ok(&no_pidns).0, 137);
+    // A time namespace without a pid namespace still needs a fork (it applies to children):
+    // the plain reaper in between must pass the status through.
+    no_pidns.namespaces.time = true;
+    assert_eq!(run_ok(&no_pidns).0, 137);
+    no_pidns.argv = vec![
+        "/probe/probe".into(),
+        "probe".into(),
+        "exit".into(),
+        "42".into(),
+    ];
+    assert_eq!(run_ok(&no_pidns).0, 42);
     Pass
 }
 
