@@ -475,11 +475,15 @@ fn read_report(fd: &OwnedFd) -> Result<(), Error> {
 }
 
 fn kill_and_reap(child: pid_t) {
-    // SAFETY: signalling and reaping our own child.
-    unsafe {
-        libc::kill(child, libc::SIGKILL);
-        let mut status = 0;
-        while libc::waitpid(child, &mut status, libc::__WALL) < 0 && sys::errno() == libc::EINTR {}
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut status = 0;
+    loop {
+        // SAFETY: reaping our own child into a valid out-parameter.
+        let rc = unsafe { libc::waitpid(child, &mut status, libc::__WALL) };
+        if rc >= 0 || sys::errno() != libc::EINTR {
+            break;
+        }
     }
 }
 

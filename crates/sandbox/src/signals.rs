@@ -28,14 +28,14 @@ pub(crate) const FORWARDED: [c_int; 8] = [
 /// The forwarded signals plus SIGCHLD.
 pub(crate) fn wait_set() -> sigset_t {
     let mut set = MaybeUninit::<sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set; sigaddset only gets valid signal numbers.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for sig in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
-            libc::sigaddset(set.as_mut_ptr(), sig);
-        }
-        set.assume_init()
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    for sig in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+        // SAFETY: the set is initialised and sig is a valid signal number.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), sig) };
     }
+    // SAFETY: initialised by sigemptyset above.
+    unsafe { set.assume_init() }
 }
 
 /// Blocks the wait set for the duration of a launch, restoring the caller's mask on drop.
@@ -68,12 +68,12 @@ impl Drop for Blocked {
 /// In the program's process before execve: default SIGPIPE (Rust ignores it) and no mask.
 pub(crate) fn reset_for_exec() {
     let mut empty = MaybeUninit::<sigset_t>::uninit();
-    // SAFETY: plain signal-state calls on valid arguments.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::sigemptyset(empty.as_mut_ptr());
-        libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
-    }
+    // SAFETY: restoring a default disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(empty.as_mut_ptr()) };
+    // SAFETY: the set is initialised; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) };
 }
 
 /// Waits for one signal of `set`; returns it and whether to pass it on.
