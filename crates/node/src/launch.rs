@@ -380,3 +380,28 @@ fn apply_env(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_new_takes_the_process_environment() {
+        let l = Launch::new(vec!["prog".into(), "".into()]);
+        assert_eq!(l.argv, vec![OsString::from("prog"), OsString::new()]);
+        let path = std::env::var_os("PATH").unwrap();
+        assert!(l.caller_env.iter().any(|(k, v)| k == "PATH" && *v == path));
+        assert!(l.env_overrides.is_empty() && l.chdir.is_none());
+    }
+
+    #[test]
+    fn mounts_sort_by_depth() {
+        assert_eq!(depth(Path::new("/")), 1);
+        assert_eq!(depth(Path::new("/a/b")), 3);
+        let m = Mount::Symlink {
+            target: "x".into(),
+            dest: "/a".into(),
+        };
+        assert_eq!(dest_of(&m), Path::new("/a"));
+    }
+}

@@ -358,6 +358,15 @@ mod tests {
     }
 
     #[test]
+    fn process_context_matches_the_process() {
+        let c = VarContext::from_process();
+        assert_eq!(c.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(c.gid, nix::unistd::getgid().as_raw());
+        assert_eq!(c.pid, std::process::id());
+        assert!(!c.user.is_empty() && c.home.starts_with('/'), "{c:?}");
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
