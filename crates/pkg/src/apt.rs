@@ -14,6 +14,15 @@ use std::process::Command;
 #[derive(Debug)]
 pub struct Apt {
     conf: PathBuf,
+    status: PathBuf,
+}
+
+/// The synthesized status can hold the host's whole package list: it is rebuilt for every
+/// command, so it is not left behind to take space in the node.
+impl Drop for Apt {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.status);
+    }
 }
 
 /// One package apt wants to install or upgrade.
@@ -47,10 +56,11 @@ impl Apt {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(Error::io(&d))?;
         }
-        write_atomic(&dir.join("status"), status.as_bytes(), 0o644)?;
+        let status_path = dir.join("status");
+        write_atomic(&status_path, status.as_bytes(), 0o644)?;
         let conf = dir.join("apt.conf");
         write_atomic(&conf, config_text(&dir, &paths.sources()).as_bytes(), 0o644)?;
-        Ok(Apt { conf })
+        Ok(Apt { conf, status: status_path })
     }
 
     fn command(&self, tool: &str) -> Command {
