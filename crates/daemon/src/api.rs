@@ -509,6 +509,11 @@ async fn close_session(
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document as pretty JSON (`cairn daemon --openapi`).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

@@ -128,12 +128,19 @@ async fn send(
 
 /// Turns a non-success answer into the daemon's one-line message.
 fn api_error(socket: &Path, status: StatusCode, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+    let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+    };
+    let message = field("error")
         .unwrap_or_else(|| format!("the daemon at {} answered {status}", socket.display()));
     Error::Api {
         status: status.as_u16(),
+        kind: field("kind").unwrap_or_default(),
         message,
     }
 }
@@ -195,9 +202,16 @@ async fn stream_lines(
     Ok(())
 }
 
-/// Percent-encodes a query component.
+/// Everything but RFC 3986's unreserved characters gets escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query component.
 pub fn encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 /// An ephemeral app session: a socket that grants `plugs` to whatever it is mounted into.
@@ -284,6 +298,6 @@ mod tests {
 
     #[test]
     fn encode_escapes_reserved_characters() {
-        assert_eq!(encode("a.b=c&d"), "a%2Eb%3Dc%26d");
+        assert_eq!(encode("a.b-c=d&e f"), "a.b-c%3Dd%26e%20f");
     }
 }

@@ -17,12 +17,16 @@ pub mod api;
 pub mod apps;
 pub mod client;
 pub mod hooks;
+pub mod logging;
 pub mod peer;
 pub mod server;
 
 use std::path::PathBuf;
 
+/// The library the daemon serves, re-exported so that the binary needs one dependency.
+pub use cairn_confdb as confdb;
 pub use client::{Client, Session, open_session};
+pub use hyper::Method;
 pub use server::{Daemon, DaemonOptions, admin_socket, run};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +35,11 @@ pub enum Error {
     Unreachable { socket: PathBuf, reason: String },
     /// An error the daemon answered with; its message is already user-facing.
     #[error("{message}")]
-    Api { status: u16, message: String },
+    Api {
+        status: u16,
+        kind: String,
+        message: String,
+    },
     #[error("unexpected answer from the daemon at {}: {reason}", socket.display())]
     BadResponse { socket: PathBuf, reason: String },
     #[error("cannot start the async runtime: {0}")]
