@@ -236,7 +236,7 @@ fn search(leaf: &Path, word: &str, json: bool) -> anyhow::Result<ExitCode> {
 
 fn packages(leaf: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let family = family(leaf)?;
-    let list = cairn_pkg::packages(&family, all)?;
+    let list = with_progress(|p| cairn_pkg::packages(&family, all, p))?;
     if json {
         output::print_json(&list)?;
     } else {

@@ -60,7 +60,10 @@ impl Apt {
         write_atomic(&status_path, status.as_bytes(), 0o644)?;
         let conf = dir.join("apt.conf");
         write_atomic(&conf, config_text(&dir, &paths.sources()).as_bytes(), 0o644)?;
-        Ok(Apt { conf, status: status_path })
+        Ok(Apt {
+            conf,
+            status: status_path,
+        })
     }
 
     fn command(&self, tool: &str) -> Command {

@@ -63,9 +63,16 @@ pub fn open(
     leaf.ensure_admindir()?;
     let mut shared_all = ancestors.clone();
     shared_all.extend(extra);
-    let locks = lock_nodes(&leaf, &shared_all, progress)?;
+    let locks = lock_nodes(Some(&leaf), &shared_all, progress)?;
     if crate::txn::repair(&leaf)? {
         progress(Event::RolledBack { node: &leaf.root });
+    }
+    // With the shared locks held no command is changing an ancestor, so a transaction
+    // left in one was interrupted: its database cannot be trusted until it is repaired.
+    if let Some(broken) = ancestors.iter().find(|a| crate::txn::pending(a)) {
+        return Err(Error::Interrupted {
+            node: broken.root.clone(),
+        });
     }
     let ancestors = ancestors
         .into_iter()

@@ -17,14 +17,14 @@ pub struct Locks {
     _held: Vec<Flock<File>>,
 }
 
-/// Locks `exclusive` exclusively and every path in `shared` shared, root-first.
+/// Locks `exclusive` (if any) exclusively and every path in `shared` shared, root-first.
 pub fn lock_nodes(
-    exclusive: &NodePaths,
+    exclusive: Option<&NodePaths>,
     shared: &[NodePaths],
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Locks> {
     let mut wanted: Vec<(PathBuf, bool)> = shared.iter().map(|p| (p.lock(), false)).collect();
-    wanted.push((exclusive.lock(), true));
+    wanted.extend(exclusive.map(|p| (p.lock(), true)));
     wanted.sort_by_key(|(path, _)| path.components().count());
     let mut held = Vec::new();
     for (path, is_exclusive) in wanted {

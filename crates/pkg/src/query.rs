@@ -18,20 +18,29 @@ pub struct InstalledPackage {
     pub node: PathBuf,
 }
 
-/// The leaf's packages, or the whole family's (root first) when `all`.
-pub fn packages(family: &[PathBuf], all: bool) -> Result<Vec<InstalledPackage>> {
+/// The leaf's packages, or the whole family's (root first) when `all`. Waits for commands
+/// changing those nodes, and reports (does not repair) an interrupted transaction.
+pub fn packages(
+    family: &[PathBuf],
+    all: bool,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<InstalledPackage>> {
     let nodes: &[PathBuf] = match (all, family.split_last()) {
         (true, _) => family,
         (false, Some((leaf, _))) => std::slice::from_ref(leaf),
         (false, None) => return Err(crate::error::Error::EmptyFamily),
     };
+    let all_paths: Vec<NodePaths> = nodes
+        .iter()
+        .map(|n| NodePaths::open(n))
+        .collect::<Result<_>>()?;
+    let _locks = crate::lock::lock_nodes(None, &all_paths, progress)?;
     let mut out = Vec::new();
-    for node in nodes {
-        let paths = NodePaths::open(node)?;
-        if crate::txn::pending(&paths) {
+    for (node, paths) in nodes.iter().zip(&all_paths) {
+        if crate::txn::pending(paths) {
             return Err(crate::error::Error::Interrupted { node: node.clone() });
         }
-        let db = Db::load(&paths)?;
+        let db = Db::load(paths)?;
         let mut list: Vec<InstalledPackage> = db
             .installed()
             .map(|p| InstalledPackage {
