@@ -1,16 +1,17 @@
 //! Runs a command in a sandbox shaped like a 3-node family (about 25 mounts), for manual
 //! checks and for timing against bubblewrap:
 //!
-//! `sandbox-run [--net] [--no-seccomp] [--print-bwrap] -- PROGRAM [ARGS...]`
+//! `sandbox-run [--net] [--cgroup] [--cpu] [--no-seccomp] [--print-bwrap] -- PROGRAM [ARGS...]`
 //!
-//! `--net` shares nothing but keeps the host network (no net namespace) when absent... no:
-//! without `--net` the network namespace is shared (as bwrap without --unshare-net); with it
-//! a new one is created. `--print-bwrap` prints the equivalent bwrap command line instead.
+//! Without `--net` the network namespace is shared (as bwrap without --unshare-net); with it
+//! a new one is created. `--cgroup` adds memory and pids limits (a per-launch cgroup),
+//! `--cpu` a CPU quota.
+//! `--print-bwrap` prints the equivalent bwrap command line instead of running.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use cairn_sandbox::{Mount, Namespaces, SandboxSpec, SeccompPolicy};
+use cairn_sandbox::{CgroupLimits, Mount, Namespaces, SandboxSpec, SeccompPolicy};
 
 /// Host directories bound read-only, standing in for the nodes' exports.
 const RO_DIRS: [&str; 14] = [
@@ -147,12 +148,18 @@ fn main() {
     let mut net = false;
     let mut seccomp = SeccompPolicy::Default;
     let mut print_bwrap = false;
+    let mut cgroup = CgroupLimits::default();
     while let Some(first) = args.first().and_then(|a| a.to_str()).map(String::from) {
         args.remove(0);
         match first.as_str() {
             "--net" => net = true,
             "--no-seccomp" => seccomp = SeccompPolicy::Unconfined,
             "--print-bwrap" => print_bwrap = true,
+            "--cgroup" => {
+                cgroup.memory_max = Some(64 << 20);
+                cgroup.pids_max = Some(128);
+            }
+            "--cpu" => cgroup.cpu_max = Some((50_000, 100_000)),
             "--" => break,
             other => {
                 eprintln!("sandbox-run: unknown option {other}");
@@ -180,6 +187,7 @@ fn main() {
         die_with_parent: true,
         new_session: true,
         seccomp,
+        cgroup,
         ..Default::default()
     };
     match cairn_sandbox::run(&spec) {

@@ -45,11 +45,12 @@ struct Launch {
     clone_flags: c_int,
     /// Unshared by the child after joining the cgroup, so the namespace's root is that cgroup.
     late_cgroup_ns: bool,
+    /// Open `tasks` (v1) or `cgroup.procs` (v2) files the child writes "0" to.
+    cgroup_fds: Vec<c_int>,
     time_ns: bool,
     /// Fork the program from a reaper (pid namespace, or time namespace that needs a fork).
     fork_program: bool,
     mapping: Mapping,
-    cgroup_fds: Vec<c_int>,
     hostname: Option<Vec<u8>>,
     loopback: bool,
     root: RootPlan,
@@ -103,7 +104,7 @@ impl Launch {
     ) -> Result<Launch, Error> {
         let ns = spec.namespaces;
         let mut flags = libc::CLONE_NEWNS;
-        let cgroup_fds = cgroup.map(Cgroup::procs_fds).unwrap_or_default();
+        let cgroup_fds = cgroup.map(Cgroup::join_fds).unwrap_or_default();
         let late_cgroup_ns = ns.cgroup && !cgroup_fds.is_empty();
         for (on, flag) in [
             (ns.user, libc::CLONE_NEWUSER),
@@ -158,10 +159,10 @@ impl Launch {
         Ok(Launch {
             clone_flags: flags,
             late_cgroup_ns,
+            cgroup_fds,
             time_ns: ns.time,
             fork_program: ns.pid || ns.time,
             mapping,
-            cgroup_fds,
             hostname,
             loopback: ns.net,
             root: RootPlan::new(&spec.mounts, Path::new(ROOT_MOUNT_POINT))?,
@@ -198,19 +199,15 @@ impl Launch {
             sync,
         } = pipes;
         drop(err_write);
-        let mapped = match sync {
-            Some((sync_read, sync_write)) => {
-                drop(sync_read);
-                // Dropping the write end after the maps tells the child to continue.
-                let result = userns::map_child(child);
-                drop(sync_write);
-                result
+        if let Some((sync_read, sync_write)) = sync {
+            drop(sync_read);
+            let result = userns::map_child(child);
+            // EOF on the sync pipe: the maps are written.
+            drop(sync_write);
+            if let Err(e) = result {
+                kill_and_reap(child);
+                return Err(e);
             }
-            None => Ok(()),
-        };
-        if let Err(e) = mapped {
-            kill_and_reap(child);
-            return Err(e);
         }
         // Not waiting for the exec report here saves a wake-up on the hot path: the report
         // (or EOF) is read once the sandbox has exited, when every writer is gone.
@@ -361,7 +358,7 @@ fn wait_for_eof(fd: c_int) -> Result<(), Fail<'static>> {
         match n {
             0 => break,
             n if n < 0 && sys::errno() == libc::EINTR => continue,
-            n if n < 0 => return Err(Fail::bare("wait for id maps", sys::errno())),
+            n if n < 0 => return Err(Fail::bare("wait for parent", sys::errno())),
             _ => {}
         }
     }

@@ -55,13 +55,13 @@ pub(super) fn create(
         if exists(&dir.join("memory.memsw.limit_in_bytes")) {
             write_limit(&dir, "memory.memsw.limit_in_bytes", &bytes.to_string())?;
         }
-        cg.open_procs(&dir)?;
+        cg.open_join(&dir, "tasks")?;
     }
     if let Some(max) = limits.pids_max {
         let dir = leaf_dir("pids", own, name, limits)?;
         cg.mkdir(&dir)?;
         write_limit(&dir, "pids.max", &max.to_string())?;
-        cg.open_procs(&dir)?;
+        cg.open_join(&dir, "tasks")?;
     }
     if let Some((quota, period)) = limits.cpu_max {
         let dir = leaf_dir("cpu", own, name, limits)?;
@@ -69,7 +69,7 @@ pub(super) fn create(
         // Period first: the kernel validates the quota against the current period.
         write_limit(&dir, "cpu.cfs_period_us", &period.to_string())?;
         write_limit(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
-        cg.open_procs(&dir)?;
+        cg.open_join(&dir, "tasks")?;
     }
     Ok(())
 }

@@ -60,7 +60,7 @@ pub(super) fn create(cg: &mut Cgroup, dir: &Path, limits: &CgroupLimits) -> Resu
     if let Some((quota, period)) = limits.cpu_max {
         write_limit(dir, "cpu.max", &format!("{quota} {period}"))?;
     }
-    cg.open_procs(dir)
+    cg.open_join(dir, "cgroup.procs")
 }
 
 #[cfg(test)]
