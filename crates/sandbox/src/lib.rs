@@ -23,7 +23,9 @@
 //!
 //! In the set-up child (replays the plan, never allocates):
 //! 1. PR_SET_PDEATHSIG, then check the parent is still alive (closes the race);
-//! 2. user namespace maps first (`userns`): nothing else works before the ids are mapped;
+//! 2. user namespace maps (`userns`): rootless, the child writes them first; as root the
+//!    parent writes them right after clone and the child only waits for them before the
+//!    mounts (creating files needs mapped ids, the steps before do not);
 //! 3. join the cgroup, so everything after is accounted and limited (then unshare the cgroup
 //!    namespace so its root is the launch's cgroup);
 //! 4. hostname, loopback up (new UTS/net namespaces);
