@@ -45,6 +45,32 @@ fn measure(with_exec: bool, iterations: u32) -> Result<(f64, f64), cairn_node::E
     ))
 }
 
+/// CPU microseconds to parse and validate the family's three files alone (no family walk,
+/// no stat of sources): the floor set by the YAML parser.
+fn parse_only(iterations: u32) -> Result<f64, cairn_node::Error> {
+    let dir = tempfile::tempdir().map_err(|e| cairn_node::Error::Io {
+        path: "tempdir".into(),
+        source: e,
+    })?;
+    let (sys, _) = family3::build(dir.path(), false);
+    let files = [
+        sys.join("etc/cairn/node.yaml"),
+        sys.join("mid/etc/cairn/node.yaml"),
+        sys.join("mid/leaf/etc/cairn/node.yaml"),
+    ];
+    let texts: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap_or_default())
+        .collect();
+    let cpu = cpu_us();
+    for _ in 0..iterations {
+        for (f, t) in files.iter().zip(&texts) {
+            cairn_node::check_node_yaml(f, t)?;
+        }
+    }
+    Ok((cpu_us() - cpu) / f64::from(iterations))
+}
+
 fn main() -> Result<(), cairn_node::Error> {
     let iterations = std::env::args()
         .nth(1)
@@ -54,6 +80,8 @@ fn main() -> Result<(), cairn_node::Error> {
     println!(
         "load_family + to_spec, 3 nodes, 25 exports, no exec entry: {wall:.1} us wall, {cpu:.1} us CPU per launch"
     );
+    let parse = parse_only(iterations)?;
+    println!("  of which parsing + validating the 3 files:                {parse:.1} us CPU");
     if std::env::args().nth(2).as_deref() != Some("plain") {
         let (wall, cpu) = measure(true, iterations.min(200))?;
         println!(

@@ -34,12 +34,17 @@ pub struct Node {
 /// A leaf and its ancestors, root (the system node) first.
 #[derive(Debug, Clone)]
 pub struct Family {
-    pub nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     /// Capabilities the program keeps, with the line that added each.
     pub(crate) caps: Vec<(cairn_sandbox::Capability, Origin)>,
 }
 
 impl Family {
+    /// Every node, root (the system node) first, the leaf last.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
     /// The node the family was loaded for.
     pub fn leaf(&self) -> &Node {
         // A family always holds at least its leaf (load_family guarantees it).

@@ -29,6 +29,10 @@ fn three_node_family_gives_the_exact_spec() {
             ("LD_PRELOAD".into(), "x.so".into()),
         ],
     };
+    let aliases: Vec<&str> = fam.nodes().iter().map(|n| n.alias.as_str()).collect();
+    assert_eq!(aliases, ["sys", "mid", "leaf"]);
+    assert_eq!(fam.system().path, sys);
+    assert_eq!(fam.leaf().files, vec![leaf_dir.join("etc/cairn/node.yaml")]);
     fam.check().unwrap();
     let spec = fam.to_spec(&launch).unwrap();
 
