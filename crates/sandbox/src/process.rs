@@ -190,7 +190,10 @@ impl Launch {
             Ok(pid) => pid,
             Err(e) => {
                 let err = std::io::Error::from_raw_os_error(e);
-                return Err(Error::Sys { op: "clone", err });
+                return Err(Error::Sys {
+                    op: "create namespaces (clone)",
+                    err,
+                });
             }
         };
         let Pipes {
