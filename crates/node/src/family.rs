@@ -34,7 +34,8 @@ pub struct Node {
 /// A leaf and its ancestors, root (the system node) first.
 #[derive(Debug, Clone)]
 pub struct Family {
-    pub(crate) nodes: Vec<Node>,
+    /// Root first, the leaf last; never empty as loaded.
+    pub nodes: Vec<Node>,
     /// Capabilities the program keeps, with the line that added each.
     pub(crate) caps: Vec<(cairn_sandbox::Capability, Origin)>,
 }
@@ -45,13 +46,12 @@ impl Family {
         &self.nodes
     }
 
-    /// The node the family was loaded for.
+    /// The node the family was loaded for. Panics only if the caller emptied `nodes`.
     pub fn leaf(&self) -> &Node {
-        // A family always holds at least its leaf (load_family guarantees it).
         &self.nodes[self.nodes.len() - 1]
     }
 
-    /// The topmost node.
+    /// The topmost node. Panics only if the caller emptied `nodes`.
     pub fn system(&self) -> &Node {
         &self.nodes[0]
     }

@@ -200,7 +200,7 @@ impl Family {
             hostname: pick(
                 files.clone(),
                 |c| &c.hostname,
-                default_hostname(&self.leaf().alias),
+                default_hostname(self.nodes.last().map_or("", |n| n.alias.as_str())),
             ),
             chdir: pick(files.clone(), |c| &c.chdir, PathBuf::from("/")),
             umask: pick(files.clone(), |c| &c.umask, 0o022),
@@ -232,10 +232,10 @@ impl Family {
     }
 
     fn merged_exports(&self) -> Vec<MergedExport> {
-        let leaf = self.nodes.len() - 1;
+        let leaf = self.nodes.last();
         let mut out: Vec<MergedExport> = Vec::new();
         for (node, f) in by_cumulation(self) {
-            let is_leaf = std::ptr::eq(node, &self.nodes[leaf]);
+            let is_leaf = leaf.is_some_and(|l| std::ptr::eq(node, l));
             for e in &f.exports {
                 if e.mode.is_private() && !is_leaf {
                     continue;
