@@ -157,7 +157,7 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
 /// The family of `leaf`, root first, as cairn-node finds and validates it.
 fn family(leaf: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let family = cairn_node::load_family(leaf, &cairn_node::VarContext::from_process())?;
-    Ok(family.nodes.into_iter().map(|n| n.path).collect())
+    Ok(family.nodes().iter().map(|n| n.path.clone()).collect())
 }
 
 /// Nodes below `leaf` (their packages may depend on the leaf's).
