@@ -399,3 +399,19 @@ fn merged_serializes_with_provenance() {
     let file = json["exports"][0]["origin"]["file"].as_str().unwrap();
     assert!(file.ends_with("etc/cairn/node.yaml"));
 }
+
+#[test]
+fn unquoted_numbers_are_read_as_written() {
+    let t = tmp();
+    let n = node(
+        t.path(),
+        &yaml(
+            "a",
+            "config:\n  umask: 027\n  cgroup: { pids_max: 64, memory_max: 1048576 }\n",
+        ),
+    );
+    let m = load_family(&n, &ctx()).unwrap().merged().unwrap();
+    assert_eq!(m.config.umask.value, 0o027);
+    assert_eq!(m.config.cgroup.pids_max.value, Some(64));
+    assert_eq!(m.config.cgroup.memory_max.value, Some(1 << 20));
+}
