@@ -450,7 +450,7 @@ fn history(client: &Client, schema: &str, json: bool) -> anyhow::Result<()> {
                         .unwrap_or_default();
                     vec![
                         r["revision"].to_string(),
-                        r["time"].to_string(),
+                        r["time"].as_i64().map(utc).unwrap_or_default(),
                         changed.join(", "),
                     ]
                 })
@@ -459,6 +459,22 @@ fn history(client: &Client, schema: &str, json: bool) -> anyhow::Result<()> {
         .unwrap_or_default();
     output::print_table(&["REVISION", "TIME", "CHANGED"], &rows);
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC from Unix seconds (Howard Hinnant's civil-from-days).
+fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
 }
 
 fn schema(client: &Client, command: SchemaCommand) -> anyhow::Result<()> {
@@ -578,6 +594,13 @@ mod tests {
             render(&keys(&["p"]), json!({"p": [1]}), false, true),
             "[\n  1\n]\n"
         );
+    }
+
+    #[test]
+    fn utc_times_are_formatted() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_416_460), "2026-11-23 06:47:40");
     }
 
     #[test]
