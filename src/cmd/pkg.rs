@@ -312,6 +312,7 @@ fn with_progress<T>(
 ) -> anyhow::Result<T> {
     let mut bar = Bar {
         tty: std::io::stderr().is_terminal(),
+        quiet: !tracing::enabled!(tracing::Level::WARN),
         drawn: false,
     };
     let result = work(&mut |event| bar.show(event));
@@ -321,6 +322,8 @@ fn with_progress<T>(
 
 struct Bar {
     tty: bool,
+    /// `-q` (log level error) hides progress; lock waits and rollbacks still show.
+    quiet: bool,
     drawn: bool,
 }
 
@@ -338,6 +341,7 @@ impl Bar {
                     node.display()
                 );
             }
+            Event::Step { .. } if self.quiet => {}
             Event::Step {
                 phase,
                 done,
