@@ -862,3 +862,89 @@ fn sealed_node_with_verify_required_refuses_launch_when_altered() {
         .code(1)
         .stderr(predicate::str::contains("/usr/share/bulk/c"));
 }
+
+// ---- signed repositories --------------------------------------------------------------------
+
+/// Signs `repo`'s Release into InRelease with a fresh key; returns the public keyring.
+fn sign_repo(w: &World, repo: &Path) -> PathBuf {
+    let home = w.path("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let mut cmd = Command::new("gpg");
+        cmd.env("GNUPGHOME", &home)
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args);
+        cmd
+    };
+    run_ok(&mut gpg(&[
+        "--quick-gen-key",
+        "Cairn Test <test@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]));
+    let keyring = w.path("repo-key.gpg");
+    run_ok(&mut gpg(&[
+        "--output",
+        keyring.to_str().unwrap(),
+        "--export",
+    ]));
+    let inrelease = repo.join("InRelease");
+    run_ok(&mut gpg(&[
+        "--yes",
+        "--output",
+        inrelease.to_str().unwrap(),
+        "--clearsign",
+        repo.join("Release").to_str().unwrap(),
+    ]));
+    keyring
+}
+
+#[test]
+fn signed_repository_is_checked_by_apt() {
+    let w = World::new();
+    let repo = repo(&w);
+    let keyring = sign_repo(&w, &repo);
+    let node = w.node("nodes/n", "n", "leaf");
+    let add = |line: String| {
+        w.cairn()
+            .args(["node", "add-repo"])
+            .arg(&node)
+            .arg(line)
+            .assert()
+            .success()
+    };
+    // Unsigned trust is not assumed without trusted=yes: a key apt does not have fails.
+    let other = w.path("other-key.gpg");
+    std::fs::write(&other, b"").unwrap();
+    add(format!(
+        "deb [signed-by={}] file:{} ./",
+        other.display(),
+        repo.display()
+    ));
+    install(&w, &node, &["bulk"])
+        .code(1)
+        .stderr(predicate::str::contains("apt-get -q update failed"));
+    w.cairn()
+        .args(["node", "rm-repo"])
+        .arg(&node)
+        .arg("1")
+        .assert()
+        .success();
+    add(format!(
+        "deb [signed-by={}] file:{} ./",
+        keyring.display(),
+        repo.display()
+    ));
+    install(&w, &node, &["bulk"]).success();
+    assert_eq!(packages(&w, &node), ["bulk"]);
+}
