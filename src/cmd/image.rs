@@ -61,6 +61,15 @@ pub struct RmArgs {
     pub references: Vec<String>,
 }
 
+/// Bars on a terminal, lines otherwise, nothing under `-q` (only errors are wanted then).
+fn progress() -> Progress {
+    if tracing::level_filters::LevelFilter::current() < tracing::level_filters::LevelFilter::WARN {
+        Progress::Silent
+    } else {
+        Progress::auto()
+    }
+}
+
 pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
     let store = ImageStore::from_config(&config)?;
@@ -68,7 +77,7 @@ pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Pull(args) => {
             let options = PullOptions::from_config(&config);
             let report = store
-                .pull(&args.reference, &options, &Progress::auto())
+                .pull(&args.reference, &options, &progress())
                 .with_context(|| format!("pull {}", args.reference))?;
             if args.json {
                 print_json(&report)?;
@@ -78,7 +87,7 @@ pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
         }
         ImageCommand::Import(args) => {
             let imported = store
-                .import(&args.path, args.name.as_deref(), &Progress::auto())
+                .import(&args.path, args.name.as_deref(), &progress())
                 .with_context(|| format!("import {}", args.path.display()))?;
             if args.json {
                 print_json(&imported)?;

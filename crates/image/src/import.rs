@@ -354,3 +354,28 @@ impl Source {
         Ok(data)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_keys() {
+        let d = Digest::of(b"m");
+        let shown = Path::new("/x/My Image.tar");
+        assert_eq!(image_key(None, shown, &d).unwrap(), d.to_string());
+        assert_eq!(
+            image_key(Some("latest".into()), shown, &d).unwrap(),
+            "localhost/my-image:latest"
+        );
+        assert_eq!(
+            image_key(Some("busybox".into()), Path::new("/x/.t"), &d).unwrap(),
+            "localhost/t:busybox"
+        );
+        assert_eq!(
+            image_key(Some("localhost/busybox:1".into()), shown, &d).unwrap(),
+            "localhost/busybox:1"
+        );
+        assert!(image_key(Some("Bad Name:1/x".into()), shown, &d).is_err());
+    }
+}

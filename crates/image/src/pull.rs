@@ -20,6 +20,7 @@ use crate::index::ImageRecord;
 use crate::manifest::{self, ACCEPTED, Document};
 use crate::progress::{Progress, human_bytes};
 use crate::store::{ImageStore, now};
+use crate::unpack::unpack_layer;
 
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
@@ -126,6 +127,9 @@ impl ImageStore {
         Ok(report)
     }
 
+    /// Streams one layer blob into the unpacker (a worker thread) while hashing it, so that
+    /// download and decompression overlap and the compressed blob never touches the disk.
+    /// The unpacked tree stays in a temporary directory until both digests match.
     async fn fetch_layer(
         &self,
         remote: &Remote<'_>,
@@ -134,30 +138,84 @@ impl ImageStore {
         diff_id: &Digest,
         progress: &Progress,
     ) -> Result<u64> {
-        let tmp = self.tmp_dir();
-        let file = tempfile::NamedTempFile::new_in(&tmp).at(&tmp)?;
         let task = progress.task(&format!("layer {}", blob.short()), Some(size));
-        let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let mut stream = remote
             .client
             .pull_blob_stream(remote.reference, &descriptor(blob, size))
             .await
             .map_err(|e| remote.error(&e))?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| remote.error(&e))?;
-            writer.write_all(&chunk).at(&tmp)?;
-            task.advance(chunk.len() as u64);
-        }
-        let (actual, count, buffered) = writer.finish().at(&tmp)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
+        let (tmp, options, label) = (self.tmp_dir(), self.options, blob.to_string());
+        let worker = std::thread::spawn(move || {
+            let mut reader = ChannelReader {
+                receiver,
+                current: bytes::Bytes::new(),
+            };
+            unpack_layer(&mut reader, &tmp, &label, options)
+        });
+        let mut hasher = HashingWriter::new(std::io::sink());
+        let streamed = self
+            .stream_to(&mut stream, sender, &mut hasher, &task, remote)
+            .await;
+        // Always wait for the worker, so that a failed pull leaves no temporary tree behind.
+        let unpacked = worker.join().map_err(|_| Error::Unpack {
+            layer: blob.to_string(),
+            path: String::new(),
+            message: "unpack worker panicked".into(),
+        });
+        streamed?;
+        let (actual, count, _) = hasher.finish().at(self.tmp_dir())?;
         blob.verify("layer blob", &actual)?;
-        let file = buffered.into_inner().map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        let mut reader = std::io::BufReader::new(file.reopen().at(file.path())?);
-        self.ingest_layer(&mut reader, None, diff_id)?;
+        let unpacked = unpacked??;
+        diff_id.verify("layer diff_id", &unpacked.diff_id)?;
+        unpacked.commit(&self.layer_path(diff_id))?;
         task.finish(&format!("{} fetched and unpacked", human_bytes(count)));
         Ok(count)
+    }
+}
+
+impl ImageStore {
+    /// Feeds every chunk to the hasher and, while it still listens, to the unpack worker.
+    async fn stream_to(
+        &self,
+        stream: &mut oci_client::client::SizedStream,
+        sender: std::sync::mpsc::SyncSender<bytes::Bytes>,
+        hasher: &mut HashingWriter<std::io::Sink>,
+        task: &crate::progress::Task,
+        remote: &Remote<'_>,
+    ) -> Result<()> {
+        let mut sender = Some(sender);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| remote.error(&e))?;
+            hasher.write_all(&chunk).at(self.tmp_dir())?;
+            task.advance(chunk.len() as u64);
+            // A worker that stopped early (bad layer) drops its end; keep hashing so that a
+            // corrupted blob is reported as such rather than as a decompression error.
+            if sender.as_ref().is_some_and(|s| s.send(chunk).is_err()) {
+                sender = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the chunks a download sends, in order; end of stream when the sender is dropped.
+struct ChannelReader {
+    receiver: std::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 

@@ -318,11 +318,12 @@ impl ImageSpec {
 /// Debian's `docker-registry` serving on a free loopback port until dropped.
 #[derive(Debug)]
 pub struct Registry {
-    child: Child,
+    /// None for a registry this process did not start ([`Registry::remote`]).
+    child: Option<Child>,
     /// `127.0.0.1:<port>`
     pub addr: String,
     pub storage: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Registry {
@@ -351,13 +352,23 @@ impl Registry {
                 )
             })?;
         let registry = Registry {
-            child,
+            child: Some(child),
             addr,
             storage,
-            _dir: dir,
+            _dir: Some(dir),
         };
         registry.wait_ready()?;
         Ok(registry)
+    }
+
+    /// A plain-HTTP registry already running at `addr` (push only; nothing is stopped).
+    pub fn remote(addr: &str) -> Registry {
+        Registry {
+            child: None,
+            addr: addr.to_string(),
+            storage: PathBuf::new(),
+            _dir: None,
+        }
     }
 
     fn wait_ready(&self) -> io::Result<()> {
@@ -438,7 +449,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -420,3 +420,65 @@ fn wrong_diff_id_is_rejected() {
     assert!(err.to_string().contains("diff_id"), "{err}");
     assert_empty_store(&store);
 }
+
+#[test]
+fn rootless_unpack_uses_user_xattr_and_refuses_devices() {
+    use cairn_image::unpack::{UnpackOptions, unpack_layer};
+    let tmp = tempfile::tempdir().unwrap();
+    let rootless = UnpackOptions { rootless: true };
+    assert_eq!(rootless.opaque_xattr(), "user.overlay.opaque");
+    let layer = layer_tar(&[
+        Entry::Opaque { dir: "data".into() },
+        Entry::Whiteout {
+            path: "gone".into(),
+        },
+    ])
+    .unwrap();
+    let unpacked = unpack_layer(&mut &layer[..], tmp.path(), "test", rootless).unwrap();
+    let xattr = get_xattr(&unpacked.path().join("data"), "user.overlay.opaque").unwrap();
+    assert_eq!(xattr.as_deref(), Some(&b"y"[..]));
+    assert_eq!(
+        get_xattr(&unpacked.path().join("data"), "trusted.overlay.opaque").unwrap(),
+        None
+    );
+    assert!(
+        fs::symlink_metadata(unpacked.path().join("gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    drop(unpacked);
+
+    let device = finish_raw(raw_member(b"dev/sda", EntryKind::BlockDevice, b"", b""));
+    let err = unpack_layer(&mut &device[..], tmp.path(), "dev", rootless).unwrap_err();
+    assert!(
+        err.to_string().contains("device node in a rootless unpack"),
+        "{err}"
+    );
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn oversized_and_truncated_layers_are_rejected() {
+    use cairn_image::unpack::{UnpackOptions, unpack_layer};
+    let tmp = tempfile::tempdir().unwrap();
+    let good = busybox_layer().unwrap();
+    let truncated = cairn_image::testkit::gzip(&good[..good.len() / 2]).unwrap();
+    let err = unpack_layer(
+        &mut &truncated[..],
+        tmp.path(),
+        "cut",
+        UnpackOptions { rootless: false },
+    );
+    assert!(err.is_err());
+    let escape = finish_raw(raw_member(b"a/link", EntryKind::Symlink, b"../../etc", b""));
+    let err = unpack_layer(
+        &mut &escape[..],
+        tmp.path(),
+        "esc",
+        UnpackOptions { rootless: false },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("escapes the layer"), "{err}");
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
+}
