@@ -19,6 +19,7 @@ struct Pkg<'a> {
     depends: Option<&'a str>,
     files: Vec<(&'a str, Vec<u8>, u32)>,
     postinst: Option<&'a str>,
+    conffiles: Vec<&'a str>,
 }
 
 impl<'a> Pkg<'a> {
@@ -29,6 +30,7 @@ impl<'a> Pkg<'a> {
             depends: None,
             files: Vec::new(),
             postinst: None,
+            conffiles: Vec::new(),
         }
     }
     fn depends(mut self, d: &'a str) -> Self {
@@ -38,6 +40,10 @@ impl<'a> Pkg<'a> {
     fn file(mut self, path: &'a str, body: impl Into<Vec<u8>>, mode: u32) -> Self {
         self.files.push((path, body.into(), mode));
         self
+    }
+    fn conffile(mut self, path: &'a str, body: &'a str) -> Self {
+        self.conffiles.push(path);
+        self.file(path, body, 0o644)
     }
     fn postinst(mut self, body: &'a str) -> Self {
         self.postinst = Some(body);
@@ -81,6 +87,10 @@ fn build(repo: &Path, work: &Path, pkg: &Pkg<'_>) {
         let p = root.join("DEBIAN/postinst");
         write(&p, body);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    if !pkg.conffiles.is_empty() {
+        let list: String = pkg.conffiles.iter().map(|c| format!("/{c}\n")).collect();
+        write(&root.join("DEBIAN/conffiles"), &list);
     }
     for (path, body, mode) in &pkg.files {
         let p = root.join(path);
@@ -165,6 +175,8 @@ fn repo(w: &World) -> PathBuf {
         Pkg::new("badpost", "1.0").file("usr/bin/badpost", "#!/bin/sh\n", 0o755).postinst("#!/bin/sh\nexit 3\n"),
         Pkg::new("clash", "1.0").file("usr/bin/greet", "#!/bin/sh\necho impostor\n", 0o755),
         Pkg::new("bulk", "1.0")
+            .conffile("etc/bulk.conf", "one\n")
+            .conffile("etc/bulk-other.conf", "other\n")
             .file("usr/share/bulk/a", "a", 0o644)
             .file("usr/share/bulk/b", "b", 0o644)
             .file("usr/share/bulk/c", "c", 0o644)
@@ -528,9 +540,13 @@ fn upgrade_replaces_files_and_removes_dropped_ones() {
     build(
         &repo,
         &w.path("build"),
-        &Pkg::new("bulk", "2.0").file("usr/share/bulk/a", "a2", 0o644),
+        &Pkg::new("bulk", "2.0")
+            .conffile("etc/bulk.conf", "two\n")
+            .conffile("etc/bulk-other.conf", "other2\n")
+            .file("usr/share/bulk/a", "a2", 0o644),
     );
     index(&repo);
+    std::fs::write(app.join("etc/bulk.conf"), "local edit\n").unwrap();
     w.cairn()
         .args(["node", "upgrade"])
         .arg(&app)
@@ -542,11 +558,24 @@ fn upgrade_replaces_files_and_removes_dropped_ones() {
         "a2"
     );
     assert!(!app.join("usr/share/bulk/b").exists());
-    w.cairn()
-        .args(["node", "verify"])
+    // A conffile edited locally stays; the new one lands beside it. Unedited ones follow.
+    let read = |rel: &str| std::fs::read_to_string(app.join(rel)).unwrap();
+    assert_eq!(read("etc/bulk.conf"), "local edit\n");
+    assert_eq!(read("etc/bulk.conf.dpkg-dist"), "two\n");
+    assert_eq!(read("etc/bulk-other.conf"), "other2\n");
+    let out = w
+        .cairn()
+        .args(["node", "verify", "--json"])
         .arg(&app)
         .assert()
-        .success();
+        .code(1);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["modified"], serde_json::json!(["/etc/bulk.conf"]));
+    assert_eq!(report["missing"], serde_json::json!([]));
+    assert_eq!(
+        report["unowned"],
+        serde_json::json!(["/etc/bulk.conf.dpkg-dist"])
+    );
     w.cairn()
         .args(["node", "upgrade"])
         .arg(&app)
@@ -743,7 +772,7 @@ fn concurrent_installs_into_one_node_are_serialized() {
 fn kill_9_during_install_is_rolled_back_by_the_next_command() {
     let w = World::new();
     let (_base, app) = family(&w);
-    let mut child = stalled_install(&w, &app, "bulk", 2, 120);
+    let mut child = stalled_install(&w, &app, "bulk", 3, 120);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -765,6 +794,7 @@ fn kill_9_during_install_is_rolled_back_by_the_next_command() {
             "rolled back an interrupted package transaction",
         ));
     assert!(!app.join("usr/share/bulk").exists());
+    assert!(!app.join("etc/bulk.conf").exists());
     assert!(packages(&w, &app).is_empty());
     install(&w, &app, &["bulk"]).success();
     w.cairn()

@@ -3,8 +3,8 @@
 
 use crate::apt::{Apt, Planned};
 use crate::control::Paragraph;
-use crate::db::{Db, conffiles_field};
-use crate::deb::{EntryKind, Staged, stage_deb};
+use crate::db::{Db, conffiles_field, parse_conffiles_field};
+use crate::deb::{EntryKind, Staged, md5_file, stage_deb};
 use crate::error::{Error, Result};
 use crate::family::{Opened, Options, open, owners};
 use crate::progress::{Event, Phase};
@@ -270,8 +270,17 @@ fn file_changes(own: &Db, staged: &[Staged]) -> Result<(Vec<String>, Vec<Change>
     let mut seen_dirs = HashSet::new();
     let mut changes = Vec::new();
     let mut put = HashSet::new();
+    let kept = locally_modified_conffiles(own, staged);
     for s in staged {
         for entry in &s.entries {
+            if kept.contains(&entry.rel) {
+                put.insert(entry.rel.clone());
+                changes.push(Change::Put {
+                    rel: format!("{}.dpkg-dist", entry.rel),
+                    source: s.stage.join(&entry.rel),
+                });
+                continue;
+            }
             for (i, _) in entry.rel.match_indices('/') {
                 let parent = &entry.rel[..i];
                 if seen_dirs.insert(parent.to_string()) {
@@ -303,6 +312,31 @@ fn file_changes(own: &Db, staged: &[Staged]) -> Result<(Vec<String>, Vec<Change>
         }
     }
     Ok((dirs, changes))
+}
+
+/// Conffiles the administrator changed since the old version installed them, and that the
+/// new version changes too: the local file stays, the new one lands beside it as
+/// `.dpkg-dist` (dpkg's behaviour without a prompt).
+fn locally_modified_conffiles(own: &Db, staged: &[Staged]) -> HashSet<String> {
+    let mut kept = HashSet::new();
+    for s in staged {
+        let Some(old) = own.find(s.name()) else {
+            continue;
+        };
+        for (path, old_md5) in parse_conffiles_field(old.get("Conffiles").unwrap_or("")) {
+            let Some((_, new_md5)) = s.conffiles.iter().find(|(p, _)| *p == path) else {
+                continue;
+            };
+            let rel = path.trim_start_matches('/').to_string();
+            let Ok(current) = md5_file(&own.paths.root.join(&rel)) else {
+                continue;
+            };
+            if current != old_md5 && current != *new_md5 && old_md5 != *new_md5 {
+                kept.insert(rel);
+            }
+        }
+    }
+    kept
 }
 
 /// Writes the packages into the leaf's database as installed.
