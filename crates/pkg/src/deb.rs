@@ -361,6 +361,171 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// One raw tar entry: names are written as given (no sanitising), like a hostile tool.
+    fn entry(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        body: &[u8],
+        link: &str,
+    ) {
+        let mut h = tar::Header::new_ustar();
+        h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_mut_bytes()[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+
+    type Raw<'a> = (&'a str, tar::EntryType, u32, &'a [u8], &'a str);
+
+    /// Writes a .deb (ar archive of debian-binary, control.tar, data.tar).
+    fn deb(dir: &Path, control_extra: &[(&str, &[u8])], data: &[Raw<'_>]) -> PathBuf {
+        let mut control = tar::Builder::new(Vec::new());
+        let text = b"Package: tt\nVersion: 1\nArchitecture: all\nDescription: t\n";
+        entry(
+            &mut control,
+            "./control",
+            tar::EntryType::Regular,
+            0o644,
+            text,
+            "",
+        );
+        for (name, body) in control_extra {
+            entry(&mut control, name, tar::EntryType::Regular, 0o644, body, "");
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, kind, mode, body, link) in data {
+            entry(&mut tar, name, *kind, *mode, body, link);
+        }
+        let mut ar = b"!<arch>\n".to_vec();
+        let members = [
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar", control.into_inner().unwrap()),
+            ("data.tar", tar.into_inner().unwrap()),
+        ];
+        for (name, body) in members {
+            let header = format!(
+                "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                100644,
+                body.len()
+            );
+            ar.extend_from_slice(header.as_bytes());
+            ar.extend_from_slice(&body);
+            if body.len() % 2 == 1 {
+                ar.push(b'\n');
+            }
+        }
+        let path = dir.join("t.deb");
+        std::fs::write(&path, ar).unwrap();
+        path
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn stages_files_links_and_drops_setid_bits() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let d = deb(
+            dir.path(),
+            &[
+                ("./conffiles", b"/etc/t.conf\n"),
+                ("./postinst", b"#!/bin/sh\n"),
+            ],
+            &[
+                ("./", T::Directory, 0o755, b"", ""),
+                ("./usr/bin/su-ish", T::Regular, 0o4755, b"x", ""),
+                ("./usr/bin/same", T::Link, 0o755, b"", "./usr/bin/su-ish"),
+                ("./usr/bin/ln", T::Symlink, 0o777, b"", "/etc/passwd"),
+                ("./etc/t.conf", T::Regular, 0o644, b"conf", ""),
+            ],
+        );
+        let stage = dir.path().join("stage");
+        let staged = stage_deb(&d, &stage).unwrap();
+        assert_eq!(staged.name(), "tt");
+        let mode = std::fs::metadata(stage.join("usr/bin/su-ish"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "set-id bits are dropped");
+        let a = std::fs::metadata(stage.join("usr/bin/su-ish")).unwrap();
+        let b = std::fs::metadata(stage.join("usr/bin/same")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(
+            std::fs::read_link(stage.join("usr/bin/ln")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        let md5_paths: Vec<&str> = staged
+            .info
+            .md5sums
+            .iter()
+            .map(|(_, p)| p.as_str())
+            .collect();
+        assert_eq!(
+            md5_paths,
+            ["usr/bin/su-ish", "usr/bin/same"],
+            "conffiles are not in md5sums"
+        );
+        assert_eq!(staged.conffiles.len(), 1);
+        assert_eq!(staged.info.scripts[0].0, "postinst");
+        assert_eq!(staged.info.list[0], "/.");
+        assert!(staged.info.list.contains(&"/usr/bin/ln".to_string()));
+    }
+
+    #[test]
+    fn refuses_hostile_and_corrupt_archives() {
+        let cases: Vec<(Vec<Raw<'_>>, Vec<(&str, &[u8])>, &str)> = vec![
+            (
+                vec![("./dev/x", T::Char, 0o644, b"", "")],
+                vec![],
+                "unsupported entry type",
+            ),
+            (
+                vec![("./a", T::Link, 0o644, b"", "../../etc/passwd")],
+                vec![],
+                "\"..\"",
+            ),
+            (
+                vec![("./a", T::Link, 0o644, b"", "./not-there")],
+                vec![],
+                "hard link",
+            ),
+            (
+                vec![
+                    ("./l", T::Symlink, 0o777, b"", "/"),
+                    ("./l/etc/x", T::Regular, 0o644, b"x", ""),
+                ],
+                vec![],
+                "goes through a symlink",
+            ),
+            (
+                vec![("./a", T::Regular, 0o644, b"x", "")],
+                vec![("./md5sums", b"00000000000000000000000000000000  a\n")],
+                "checksum mismatch",
+            ),
+            (
+                vec![("./a", T::Regular, 0o644, b"x", "")],
+                vec![("./conffiles", b"/etc/none\n")],
+                "conffile /etc/none",
+            ),
+        ];
+        for (data, control, why) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let d = deb(dir.path(), &control, &data);
+            let err = stage_deb(&d, &dir.path().join("stage"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
     #[test]
     fn normalize_rejects_escapes() {
         assert_eq!(normalize_entry(b"./usr/bin/x").unwrap(), "usr/bin/x");
