@@ -381,6 +381,8 @@ mod tests {
     }
 
     type Raw<'a> = (&'a str, tar::EntryType, u32, &'a [u8], &'a str);
+    /// Data entries, extra control files, and the expected error text.
+    type Case<'a> = (Vec<Raw<'a>>, Vec<(&'a str, &'a [u8])>, &'a str);
 
     /// Writes a .deb (ar archive of debian-binary, control.tar, data.tar).
     fn deb(dir: &Path, control_extra: &[(&str, &[u8])], data: &[Raw<'_>]) -> PathBuf {
@@ -481,7 +483,7 @@ mod tests {
 
     #[test]
     fn refuses_hostile_and_corrupt_archives() {
-        let cases: Vec<(Vec<Raw<'_>>, Vec<(&str, &[u8])>, &str)> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 vec![("./dev/x", T::Char, 0o644, b"", "")],
                 vec![],
