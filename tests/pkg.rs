@@ -316,6 +316,17 @@ fn install_into_parent_then_child_resolves_against_parent() {
 }
 
 #[test]
+fn host_packages_count_as_installed_when_the_family_exports_the_host() {
+    let w = World::new();
+    let (_base, app) = family(&w);
+    // dpkg is on every Debian host and in no test repository.
+    install(&w, &app, &["dpkg"])
+        .success()
+        .stdout(predicate::str::contains("dpkg: nothing to install"));
+    assert!(packages(&w, &app).is_empty());
+}
+
+#[test]
 fn ancestor_duplicate_is_refused_unless_forced() {
     let w = World::new();
     let (base, app) = family(&w);

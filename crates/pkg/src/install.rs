@@ -79,7 +79,16 @@ pub fn install(
             packages: plan.removals.join(", "),
         });
     }
-    outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
+    for name in &wanted {
+        if !plan.installs.iter().any(|p| &p.name == name) {
+            outcome.notes.push(format!(
+                "{name}: nothing to install (already provided by the host's base system or an ancestor)"
+            ));
+        }
+    }
+    if !plan.installs.is_empty() {
+        outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
+    }
     Ok(outcome)
 }
 
