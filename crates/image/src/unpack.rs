@@ -131,6 +131,7 @@ pub fn unpack_layer(
         root: dir.path().to_path_buf(),
         options,
         dirs: Vec::new(),
+        known_dirs: std::collections::HashSet::new(),
     };
     let walked = walk(&mut hashing, |member, content| {
         writer.apply(member, content)
@@ -167,6 +168,9 @@ struct LayerWriter {
     options: UnpackOptions,
     /// Directory modes and times, applied last so that read-only directories can be filled.
     dirs: Vec<(PathBuf, u32, u64)>,
+    /// Directories already checked (not symlinks) in this layer: saves a stat per path
+    /// component per entry. Cleared below any directory an entry replaces.
+    known_dirs: std::collections::HashSet<PathBuf>,
 }
 
 impl LayerWriter {
@@ -212,9 +216,15 @@ impl LayerWriter {
         for (i, component) in components.iter().enumerate() {
             current.push(component);
             let last = i + 1 == components.len();
+            if !last && self.known_dirs.contains(&current) {
+                continue;
+            }
             match fs::symlink_metadata(&current) {
                 Ok(m) if last => {
                     if !(keep_dir && m.is_dir()) {
+                        if m.is_dir() {
+                            self.known_dirs.retain(|d| !d.starts_with(&current));
+                        }
                         crate::fsutil::remove_any(&current, &m)
                             .map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
                     }
@@ -222,7 +232,9 @@ impl LayerWriter {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(EntryError::Hostile(hostile(raw, Reason::ThroughSymlink)));
                 }
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => {
+                    self.known_dirs.insert(current.clone());
+                }
                 Ok(_) => {
                     let e =
                         io::Error::new(io::ErrorKind::NotADirectory, "a parent is not a directory");
@@ -231,6 +243,7 @@ impl LayerWriter {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !last => {
                     fs::create_dir(&current)
                         .map_err(|e| EntryError::Io(rel.display().to_string(), e))?;
+                    self.known_dirs.insert(current.clone());
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(EntryError::Io(rel.display().to_string(), e)),

@@ -480,5 +480,23 @@ fn oversized_and_truncated_layers_are_rejected() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("escapes the layer"), "{err}");
+    // A directory replaced by a symlink must not stay trusted as a directory.
+    let swap = finish_raw(
+        [
+            raw_member(b"a/b", EntryKind::File, b"", b"1"),
+            raw_member(b"a", EntryKind::Symlink, b"/tmp", b""),
+            raw_member(b"a/c", EntryKind::File, b"", b"2"),
+        ]
+        .concat(),
+    );
+    let err = unpack_layer(
+        &mut &swap[..],
+        tmp.path(),
+        "swap",
+        UnpackOptions { rootless: false },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("through a symlink"), "{err}");
+    assert!(!Path::new("/tmp/c").exists());
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
