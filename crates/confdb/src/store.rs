@@ -100,6 +100,21 @@ impl Store {
         }
     }
 
+    /// A revision that already exists means another process wrote to this file behind the
+    /// back of this one's in-memory copy: say so instead of quoting SQLite.
+    fn commit_err(&self, e: sqlx::Error, account: &str, name: &str, revision: u64) -> Error {
+        let duplicate = matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation());
+        if duplicate {
+            return Error::Database {
+                path: self.path.clone(),
+                message: format!(
+                    "revision {revision} of {account}/{name} was already written by another process (only one process may write a confdb at a time; retry after it stops)"
+                ),
+            };
+        }
+        self.err(e)
+    }
+
     pub async fn load_all(&self) -> Result<Vec<StoredSchema>, Error> {
         let rows = sqlx::query(
             "SELECT s.account, s.name, s.signed,
@@ -186,7 +201,7 @@ impl Store {
             .bind(now())
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.commit_err(e, account, name, revision))?;
         if revision > HISTORY_LIMIT {
             sqlx::query("DELETE FROM revisions WHERE account = ? AND name = ? AND revision <= ?")
                 .bind(account)
@@ -286,8 +301,15 @@ mod tests {
             store.revision_data("acme", "s", 6).await.unwrap(),
             Some(json!({"n": 6}))
         );
-        let dup = store.commit("acme", "s", 6, &json!({}), &[]).await;
-        assert!(dup.is_err(), "a revision number is never reused");
+        let dup = store
+            .commit("acme", "s", 6, &json!({}), &[])
+            .await
+            .unwrap_err();
+        assert!(
+            dup.to_string()
+                .contains("already written by another process"),
+            "{dup}"
+        );
         let all = store.load_all().await.unwrap();
         assert_eq!(
             (all[0].revision, &all[0].data),
