@@ -644,3 +644,32 @@ fn handles_cross_threads() {
     send::<cairn_confdb::Transaction>();
     send::<cairn_confdb::CommitEvent>();
 }
+
+/// Reads come from memory: thousands per second even in a debug build on a busy machine.
+#[tokio::test]
+async fn reads_are_cheap() {
+    let env = env();
+    let db = env.network().await;
+    set(
+        &db,
+        "acme/network/control-tunnel",
+        &[
+            ("interface", Some(json!("eth0"))),
+            ("peers", Some(json!(["1.1.1.1", "2.2.2.2"]))),
+        ],
+    )
+    .await
+    .unwrap();
+    let v = view("acme/network/control-tunnel");
+    let keys = vec!["peers".to_string()];
+    let start = std::time::Instant::now();
+    for _ in 0..10_000 {
+        let got = db.get(&v, &keys, &none()).await.unwrap();
+        assert_eq!(got["peers"][1], json!("2.2.2.2"));
+    }
+    let per_get = start.elapsed() / 10_000;
+    assert!(
+        per_get < Duration::from_micros(200),
+        "a get took {per_get:?}"
+    );
+}
