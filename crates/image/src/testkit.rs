@@ -447,6 +447,56 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Pushes an image index (manifest list) as `<repository>:<tag>` naming already pushed
+    /// manifests: (manifest digest, manifest size, architecture), all for linux.
+    pub fn push_index(
+        &self,
+        repository: &str,
+        tag: &str,
+        entries: &[(Digest, usize, &str)],
+    ) -> io::Result<Digest> {
+        use oci_client::client::{ClientConfig, ClientProtocol};
+        let manifests: Vec<_> = entries
+            .iter()
+            .map(|(d, size, arch)| {
+                serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d.as_str(), "size": size,
+                                   "platform": {"os": "linux", "architecture": arch}})
+            })
+            .collect();
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        let body = index.to_string().into_bytes();
+        let digest = Digest::of(&body);
+        let reference = oci_client::Reference::with_tag(
+            self.addr.clone(),
+            repository.to_string(),
+            tag.to_string(),
+        );
+        let client = oci_client::Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..ClientConfig::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let anon = oci_client::secrets::RegistryAuth::Anonymous;
+            client
+                .auth(&reference, &anon, oci_client::RegistryOperation::Push)
+                .await
+                .map_err(io::Error::other)?;
+            let media = http::HeaderValue::from_static(OCI_INDEX);
+            client
+                .push_manifest_raw(&reference, body, media)
+                .await
+                .map_err(io::Error::other)?;
+            Ok::<(), io::Error>(())
+        })?;
+        Ok(digest)
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {

@@ -275,7 +275,12 @@ impl LayerWriter {
                     .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(full)?;
-                io::copy(content, &mut file)?;
+                // One write per file for most files (io::copy alone writes 8 KiB at a time).
+                let capacity = m.size.clamp(8 * 1024, 1024 * 1024) as usize;
+                io::copy(
+                    &mut io::BufReader::with_capacity(capacity, content),
+                    &mut file,
+                )?;
                 self.finish_owner(full, m)?;
                 file.set_permissions(fs::Permissions::from_mode(m.mode))?;
                 file.set_modified(mtime(m.mtime))?;

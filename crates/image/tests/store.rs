@@ -500,3 +500,64 @@ fn oversized_and_truncated_layers_are_rejected() {
     assert!(!Path::new("/tmp/c").exists());
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
+
+#[test]
+fn pull_through_an_index_picks_this_architecture() {
+    let registry = Registry::start().unwrap();
+    let mine = base_image();
+    let foreign = ImageSpec::default()
+        .layer(
+            &layer_tar(&[Entry::File {
+                path: "foreign".into(),
+                data: b"s390x".to_vec(),
+                mode: 0o644,
+            }])
+            .unwrap(),
+            Compression::Gzip,
+        )
+        .unwrap();
+    let mine_digest = registry.push(&mine, "multi", "mine").unwrap();
+    let foreign_digest = registry.push(&foreign, "multi", "foreign").unwrap();
+    let (_, arch) = cairn_image::manifest::host_platform();
+    registry
+        .push_index(
+            "multi",
+            "1",
+            &[
+                (foreign_digest, foreign.manifest_json().len(), "s390x"),
+                (mine_digest.clone(), mine.manifest_json().len(), arch),
+            ],
+        )
+        .unwrap();
+    let (_d, store) = store();
+    let report = store
+        .pull(
+            &format!("{}/multi:1", registry.addr),
+            &insecure(&registry),
+            &Progress::Silent,
+        )
+        .unwrap();
+    assert_eq!(report.manifest, mine_digest.to_string());
+    let rootfs = store.rootfs(&format!("{}/multi:1", registry.addr)).unwrap();
+    assert!(rootfs.layers[0].join("bin/busybox").is_file());
+
+    // An index without this architecture is a clear error.
+    let only_foreign = (
+        Digest::of(&foreign.manifest_json()),
+        foreign.manifest_json().len(),
+        "s390x",
+    );
+    registry.push_index("multi", "2", &[only_foreign]).unwrap();
+    let err = store
+        .pull(
+            &format!("{}/multi:2", registry.addr),
+            &insecure(&registry),
+            &Progress::Silent,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("no manifest for linux/{arch}")),
+        "{err}"
+    );
+}
