@@ -316,3 +316,15 @@ fn chdir_option_and_missing_chdir() {
         .failure()
         .stderr(predicate::str::contains("/does/not/exist"));
 }
+
+#[test]
+fn leaf_template_keeps_private_data_from_descendants() {
+    let w = World::new();
+    w.node("nodes/sys", "sys", "system");
+    let mid = w.node("nodes/sys/mid", "mid", "leaf");
+    let child = w.node("nodes/sys/mid/child", "child", "leaf");
+    std::fs::write(mid.join("local/token"), "t").unwrap();
+    sh(&w, &mid, "cat /nodes/mid/local/token").success().stdout("t");
+    let out = sh(&w, &child, "ls -R /nodes/mid 2>&1; cat /nodes/mid/local/token 2>&1 || true").success();
+    assert!(!stdout_of(&out).contains("token"), "private data reachable: {}", stdout_of(&out));
+}

@@ -124,7 +124,7 @@ pub fn create_node(path: &Path, alias: &str, template: Template) -> Result<NodeI
 }
 
 fn build_node(dir: &Path, alias: &str, name: &str, template: Template) -> Result<(), Error> {
-    for sub in ["etc/cairn", "usr/bin", "usr/lib", "var/local"] {
+    for sub in ["etc/cairn", "usr/bin", "usr/lib", "var", "local"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
     }

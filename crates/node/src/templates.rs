@@ -99,9 +99,11 @@ exports:
   - { mode: restricted, mount: /etc/ssl, path: /etc/ssl, optional: true }
   - { mode: restricted, mount: /etc/resolv.conf, path: /etc/resolv.conf, optional: true }
   - { mode: restricted, mount: /etc/localtime, path: /etc/localtime, optional: true }
-  # Only the caller's own entries, never the host's whole user database.
-  - { mode: exec, mount: /etc/passwd, command: \"getent passwd root $UID || true\" }
-  - { mode: exec, mount: /etc/group, command: \"getent group root $GID || true\" }
+  # The host's user and group names (world-readable on the host too). To show only the
+  # caller's own entries instead, at the cost of two processes per launch, use:
+  #   - { mode: exec, mount: /etc/passwd, command: \"getent passwd root $UID || true\" }
+  - { mode: restricted, mount: /etc/passwd, path: /etc/passwd, optional: true }
+  - { mode: restricted, mount: /etc/group, path: /etc/group, optional: true }
   - { mode: proc, mount: /proc }
   - { mode: dev, mount: /dev }
   - { mode: tmpfs, mount: /tmp }
@@ -134,8 +136,9 @@ exports:
   # A relative path is relative to this node's directory.
   - { mode: restricted, mount: /nodes/$NODE_ALIAS/usr, path: usr }
   - { mode: public, mount: /nodes/$NODE_ALIAS/var, path: var }
-  # private: only when this node is the one launched, not for its descendants.
-  - { mode: private, mount: /nodes/$NODE_ALIAS/var/local, path: var/local }
+  # private: only when this node is the one launched, not for its descendants. Its source
+  # must not lie inside a public export, or descendants would reach it through that one.
+  - { mode: private, mount: /nodes/$NODE_ALIAS/local, path: local }
 environ:
   # - { mode: set, key: APP_HOME, value: /nodes/$NODE_ALIAS }
   # - { mode: unset, key: LD_PRELOAD }
