@@ -34,7 +34,10 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .unwrap();
         let world = World { dir };
         std::fs::create_dir_all(world.config_dir()).unwrap();
         if let Some(cg) = std::env::var_os("CAIRN_TEST_CGROUP_ROOT") {
@@ -115,9 +118,17 @@ pub fn rewrite_node(node: &Path, body: &str) {
     let old = std::fs::read_to_string(&file).unwrap();
     let field = |key: &str| {
         old.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{key}:")).map(|v| v.trim().trim_matches('"').to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{key}:"))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
             .unwrap_or_else(|| panic!("no {key} in {}", file.display()))
     };
-    let text = format!("node:\n  alias: {}\n  name: {}\n{body}", field("alias"), field("name"));
+    let text = format!(
+        "node:\n  alias: {}\n  name: {}\n{body}",
+        field("alias"),
+        field("name")
+    );
     write(&file, &text);
 }
