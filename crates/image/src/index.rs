@@ -37,6 +37,17 @@ pub struct Index {
     pub version: u32,
     /// Normalized reference (or `sha256:...` for unnamed imports) to record.
     pub images: BTreeMap<String, ImageRecord>,
+    /// Owner (an app, an instance) to the exact image it uses: gc keeps these even after
+    /// their name is removed or re-pulled to another manifest.
+    #[serde(default)]
+    pub pins: BTreeMap<String, Pin>,
+}
+
+/// An image held by an owner: the name it was pinned under and the record at that time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub reference: String,
+    pub record: ImageRecord,
 }
 
 impl Index {
@@ -94,6 +105,7 @@ impl IndexFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index {
                 version: VERSION,
                 images: BTreeMap::new(),
+                pins: BTreeMap::new(),
             }),
             Err(e) => Err(Error::Io {
                 path: self.path.clone(),

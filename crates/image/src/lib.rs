@@ -24,7 +24,7 @@ pub mod unpack;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use import::Imported;
-pub use index::ImageRecord;
+pub use index::{ImageRecord, Pin};
 pub use manifest::RuntimeConfig;
 pub use progress::{Progress, human_bytes};
 pub use pull::{PullOptions, PullReport};

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::index::{ImageRecord, IndexFile, Lock, lock};
+use crate::index::{ImageRecord, IndexFile, Lock, Pin, lock};
 use crate::manifest::{RuntimeConfig, parse_config};
 use crate::unpack::UnpackOptions;
 
@@ -235,13 +235,54 @@ impl ImageStore {
     /// The unpacked layers (base first) and runtime config of a stored image: what an app
     /// launch mounts as overlay lower directories.
     pub fn rootfs(&self, reference: &str) -> Result<Rootfs> {
-        let details = self.inspect(reference)?;
+        let (key, record) = self.resolve(reference)?;
+        self.rootfs_of(key, &record)
+    }
+
+    fn rootfs_of(&self, reference: String, record: &ImageRecord) -> Result<Rootfs> {
+        let config_digest = Digest::parse(&record.config)?;
+        let config = parse_config(&self.read_blob(&config_digest)?, &record.config)?;
         Ok(Rootfs {
-            reference: details.reference,
-            manifest: details.record.manifest,
-            layers: details.layer_dirs,
-            config: details.runtime,
+            reference,
+            manifest: record.manifest.clone(),
+            layers: self.layer_dirs(record)?,
+            config: RuntimeConfig::from_config(&config),
             opaque_xattr: self.options.opaque_xattr(),
+        })
+    }
+
+    /// Makes `owner` (e.g. `app:aws`) hold the image `reference` names now: gc keeps it until
+    /// [`ImageStore::unpin`], whatever later happens to the name. Returns its rootfs.
+    pub fn pin(&self, owner: &str, reference: &str) -> Result<Rootfs> {
+        let (key, record) = self.resolve(reference)?;
+        let rootfs = self.rootfs_of(key.clone(), &record)?;
+        self.index.update(|index| {
+            index.pins.insert(
+                owner.to_string(),
+                Pin {
+                    reference: key,
+                    record,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(rootfs)
+    }
+
+    /// The rootfs `owner` pinned (stable across re-pulls of the name).
+    pub fn pinned(&self, owner: &str) -> Result<Rootfs> {
+        let index = self.index.read()?;
+        let pin = index.pins.get(owner).ok_or_else(|| Error::NotFound {
+            reference: format!("pin {owner}"),
+        })?;
+        self.rootfs_of(pin.reference.clone(), &pin.record)
+    }
+
+    /// Drops `owner`'s pin (no error when there is none); its data goes at the next gc.
+    pub fn unpin(&self, owner: &str) -> Result<()> {
+        self.index.update(|index| {
+            index.pins.remove(owner);
+            Ok(())
         })
     }
 
@@ -294,7 +335,11 @@ impl ImageStore {
         let index = self.index.read()?;
         let mut blobs = BTreeSet::new();
         let mut layers = BTreeSet::new();
-        for record in index.images.values() {
+        for record in index
+            .images
+            .values()
+            .chain(index.pins.values().map(|p| &p.record))
+        {
             blobs.insert(hex_of(&record.manifest));
             blobs.insert(hex_of(&record.config));
             layers.extend(record.layers.iter().map(|l| hex_of(l)));

@@ -561,3 +561,28 @@ fn pull_through_an_index_picks_this_architecture() {
         "{err}"
     );
 }
+
+#[test]
+fn pins_survive_rm_and_repull() {
+    let registry = Registry::start().unwrap();
+    let v1 = base_image();
+    let v2 = v1.clone().layer(&delta_layer(), Compression::Gzip).unwrap();
+    registry.push(&v1, "app", "1").unwrap();
+    let (_d, store) = store();
+    let opts = insecure(&registry);
+    let reference = format!("{}/app:1", registry.addr);
+    store.pull(&reference, &opts, &Progress::Silent).unwrap();
+    let pinned = store.pin("app:demo", &reference).unwrap();
+    // The name moves to v2 and is then removed; the pinned v1 stays usable through gc.
+    registry.push(&v2, "app", "1").unwrap();
+    store.pull(&reference, &opts, &Progress::Silent).unwrap();
+    store.remove(&reference).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.layers, 1, "only v2's own layer goes");
+    assert_eq!(store.pinned("app:demo").unwrap(), pinned);
+    assert!(pinned.layers[0].join("bin/busybox").is_file());
+    store.unpin("app:demo").unwrap();
+    store.gc().unwrap();
+    assert_empty_store(&store);
+    assert!(store.pinned("app:demo").is_err());
+}
