@@ -586,3 +586,42 @@ fn pins_survive_rm_and_repull() {
     assert_empty_store(&store);
     assert!(store.pinned("app:demo").is_err());
 }
+
+/// The unpacked layers mount as a working overlayfs: whiteouts hide, opaque directories hide
+/// the lower content, and the image's busybox runs from the merged tree.
+#[test]
+fn layers_mount_as_overlay_and_run() {
+    let (_d, store) = store();
+    let image = base_image()
+        .layer(&delta_layer(), Compression::Gzip)
+        .unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    image
+        .write_oci_layout(layout.path(), Some("local/overlay:1"))
+        .unwrap();
+    store
+        .import(layout.path(), None, &Progress::Silent)
+        .unwrap();
+    let rootfs = store.rootfs("local/overlay:1").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for d in ["upper", "work", "merged"] {
+        fs::create_dir(work.path().join(d)).unwrap();
+    }
+    let w = work.path().display();
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={w}/upper,workdir={w}/work {w}/merged && \
+         chroot {w}/merged /bin/sh -c 'cat /etc/hello; ls /var/cache/base; test ! -e /etc/motd && echo motd-hidden'",
+        rootfs.lowerdir()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "delta\nnew\nmotd-hidden\n");
+}
