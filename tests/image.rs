@@ -266,10 +266,106 @@ fn hostile_archive_is_rejected() {
         err.contains("hostile entry \"/etc/cairn-evil\": absolute path"),
         "{err}"
     );
+    assert_eq!(
+        err.matches("hostile entry").count(),
+        1,
+        "one line, no repeated cause: {err}"
+    );
     assert!(!Path::new("/etc/cairn-evil").exists());
     assert_eq!(
         store_entries(root.path(), "layers/sha256") + store_entries(root.path(), "tmp"),
         0
     );
     cairn(root.path()).args(["image", "pull"]).assert().code(2);
+}
+
+/// As an unprivileged user (setpriv to nobody) and as uid 0 of a user namespace (unshare -r),
+/// an import writes `user.overlay.opaque`, keeps whiteouts, and refuses device nodes.
+#[test]
+fn rootless_import_uses_user_xattrs() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = work.path().join("layout");
+    let tar = layer_tar(&[
+        Entry::Opaque {
+            dir: "var/cache".into(),
+        },
+        Entry::Whiteout {
+            path: "etc/motd".into(),
+        },
+    ])
+    .unwrap();
+    ImageSpec::default()
+        .layer(&tar, Compression::Gzip)
+        .unwrap()
+        .write_oci_layout(&layout, Some("local/rl:1"))
+        .unwrap();
+    let evil_layout = work.path().join("evil");
+    let dev = finish_raw(raw_member(b"dev/sda", EntryKind::BlockDevice, b"", b""));
+    ImageSpec::default()
+        .layer(&dev, Compression::None)
+        .unwrap()
+        .write_oci_layout(&evil_layout, Some("local/dev:1"))
+        .unwrap();
+    let cairn_bin = assert_cmd::cargo::cargo_bin("cairn");
+    let wrappers: [&[&str]; 2] = [
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &["unshare", "--user", "--map-root-user"],
+    ];
+    for (i, wrapper) in wrappers.iter().enumerate() {
+        let root = work.path().join(format!("root{i}"));
+        fs::create_dir(&root).unwrap();
+        if wrapper[0] == "setpriv" {
+            std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+        }
+        let run = |layout: &Path| {
+            std::process::Command::new(wrapper[0])
+                .args(&wrapper[1..])
+                .arg(&cairn_bin)
+                .args(["image", "import"])
+                .arg(layout)
+                .env("CAIRN_ROOT", &root)
+                .output()
+                .unwrap()
+        };
+        let out = run(&layout);
+        assert!(
+            out.status.success(),
+            "{wrapper:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let layers = root.join("var/lib/cairn/images/layers/sha256");
+        let layer = fs::read_dir(&layers)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let cache = layer.join("var/cache");
+        assert_eq!(
+            cairn_image::unpack::get_xattr(&cache, "user.overlay.opaque")
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(
+            cairn_image::unpack::get_xattr(&cache, "trusted.overlay.opaque").unwrap(),
+            None
+        );
+        assert!(
+            fs::symlink_metadata(layer.join("etc/motd"))
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        let out = run(&evil_layout);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("device node in a rootless unpack"));
+    }
 }

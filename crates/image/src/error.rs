@@ -6,10 +6,10 @@ use crate::hostile::Hostile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid image reference {reference:?}: {message}")]
     Reference { reference: String, message: String },
@@ -33,8 +33,8 @@ pub enum Error {
     },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
-    #[error("layer {layer}: {source}")]
-    HostileLayer { layer: String, source: Hostile },
+    #[error("layer {layer}: {entry}")]
+    HostileLayer { layer: String, entry: Hostile },
     #[error("layer {layer}: {path}: {message}")]
     Unpack {
         layer: String,
@@ -60,9 +60,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|error| Error::Io {
             path: path.into(),
-            source,
+            error,
         })
     }
 }

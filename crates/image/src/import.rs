@@ -329,7 +329,7 @@ impl Source {
         let joined = self.dir.join(rel);
         let real = joined.canonicalize().map_err(|e| Error::Io {
             path: PathBuf::from(self.shown(rel)),
-            source: e,
+            error: e,
         })?;
         if !real.starts_with(&self.dir) {
             return Err(self.invalid(rel, "a symlink leads out of the archive"));

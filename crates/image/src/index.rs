@@ -87,7 +87,7 @@ pub fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
         .map(Lock)
         .map_err(|(_, errno)| Error::Io {
             path: path.to_path_buf(),
-            source: errno.into(),
+            error: errno.into(),
         })
 }
 
@@ -109,7 +109,7 @@ impl IndexFile {
             }),
             Err(e) => Err(Error::Io {
                 path: self.path.clone(),
-                source: e,
+                error: e,
             }),
         }
     }

@@ -26,9 +26,12 @@ pub struct UnpackOptions {
 }
 
 impl UnpackOptions {
+    /// Rootless unless uid 0 of the initial user namespace: uid 0 inside a user namespace
+    /// cannot set `trusted.*` xattrs nor make device nodes either.
     pub fn for_this_process() -> UnpackOptions {
+        let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
         UnpackOptions {
-            rootless: !nix::unistd::geteuid().is_root(),
+            rootless: !nix::unistd::geteuid().is_root() || !is_initial_uid_map(&uid_map),
         }
     }
 
@@ -40,6 +43,13 @@ impl UnpackOptions {
             "trusted.overlay.opaque"
         }
     }
+}
+
+/// The initial user namespace maps every id to itself: `0 0 4294967295`. An unreadable map
+/// (no /proc) counts as initial, leaving the decision to the effective uid.
+pub fn is_initial_uid_map(uid_map: &str) -> bool {
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    fields.is_empty() || fields == ["0", "0", "4294967295"]
 }
 
 /// Layer compression, recognised by magic bytes (media types are not always truthful).
@@ -96,7 +106,7 @@ impl Unpacked {
                 let _ = crate::fsutil::remove_tree(&tmp);
                 Err(Error::Io {
                     path: dest.to_path_buf(),
-                    source: e,
+                    error: e,
                 })
             }
         }
@@ -139,16 +149,10 @@ pub fn unpack_layer(
     match walked {
         Ok(()) => {}
         Err(WalkError::Io(e)) => return Err(unpack_err("", e)),
-        Err(WalkError::Hostile(source)) => {
+        Err(WalkError::Hostile(entry)) | Err(WalkError::Visitor(EntryError::Hostile(entry))) => {
             return Err(Error::HostileLayer {
                 layer: label.to_string(),
-                source,
-            });
-        }
-        Err(WalkError::Visitor(EntryError::Hostile(source))) => {
-            return Err(Error::HostileLayer {
-                layer: label.to_string(),
-                source,
+                entry,
             });
         }
         Err(WalkError::Visitor(EntryError::Io(path, e))) => return Err(unpack_err(&path, e)),
@@ -422,4 +426,22 @@ pub fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
     buf.truncate(n as usize);
     Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_namespace_is_recognised() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(is_initial_uid_map(""));
+        assert!(!is_initial_uid_map("         0       1000          1\n"));
+        assert_eq!(detect_compression(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(detect_compression(b"usr/"), Compression::None);
+    }
 }
