@@ -92,6 +92,7 @@ fn pull_shows_progress_and_shares_layers() {
         err.starts_with("cairn: pull ") && err.trim_end().lines().count() == 1,
         "{err}"
     );
+    assert!(err.contains("[registries] insecure"), "{err}");
 
     configure(root.path(), &[&registry.addr]);
     let out = cairn(root.path())

@@ -248,6 +248,19 @@ fn descriptor(digest: &Digest, size: u64) -> OciDescriptor {
 struct Remote<'a> {
     client: Client,
     reference: &'a Reference,
+    /// Reached over https (not listed as insecure).
+    https: bool,
+}
+
+/// One line, with a hint where a connection failure over https may be a plain-HTTP registry.
+fn explain(message: &str, https: bool) -> String {
+    let mut text = message.replace('\n', " ");
+    if https && text.contains("error sending request") {
+        text.push_str(
+            " (a plain-HTTP registry must be listed as \"host:port\" in [registries] insecure in cairn.toml)",
+        );
+    }
+    text
 }
 
 /// Manifests and configs are small; a larger one is hostile.
@@ -260,9 +273,14 @@ impl<'a> Remote<'a> {
             platform_resolver: None,
             ..ClientConfig::default()
         };
+        let https = !options
+            .insecure
+            .iter()
+            .any(|h| h == reference.resolve_registry());
         Remote {
             client: Client::new(config),
             reference,
+            https,
         }
     }
 
@@ -273,7 +291,7 @@ impl<'a> Remote<'a> {
                 self.reference.registry(),
                 self.reference.repository()
             ),
-            message: e.to_string().replace('\n', " "),
+            message: explain(&e.to_string(), self.https),
         }
     }
 
@@ -330,5 +348,16 @@ impl<'a> Remote<'a> {
             .map_err(|e| self.error(&e))?;
         digest.verify("config", &Digest::of(&data))?;
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn https_failures_hint_at_insecure_registries() {
+        let text = super::explain("error sending request for url (https://h:1/v2/)", true);
+        assert!(text.contains("[registries] insecure"), "{text}");
+        assert!(!super::explain("error sending request", false).contains("insecure"));
+        assert_eq!(super::explain("a\nb", true), "a b");
     }
 }
