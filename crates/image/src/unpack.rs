@@ -94,10 +94,18 @@ pub struct Unpacked {
 impl Unpacked {
     /// Moves the layer to `dest`; when another process committed the same layer first, keeps
     /// theirs (same content, by digest).
+    ///
+    /// The layer's data is flushed to disk first (syncfs): after a power cut, a directory
+    /// under `layers/` is always complete, since later pulls trust it by name.
     pub fn commit(self, dest: &Path) -> Result<()> {
         if dest.exists() {
             return Ok(());
         }
+        let dir = File::open(self.dir.path()).at(self.dir.path())?;
+        nix::unistd::syncfs(&dir).map_err(|e| Error::Io {
+            path: self.dir.path().to_path_buf(),
+            error: e.into(),
+        })?;
         let tmp = self.dir.keep();
         match fs::rename(&tmp, dest) {
             Ok(()) => Ok(()),
