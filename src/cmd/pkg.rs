@@ -367,12 +367,12 @@ impl Bar {
                 total,
                 item,
             } => {
-                if !item.is_empty() {
-                    eprintln!(
-                        "{} {item} ({}/{total})",
-                        phase.verb(),
-                        (done + 1).min(total)
-                    );
+                if item.is_empty() {
+                    // The closing report of a phase: the bar needs it, plain lines do not.
+                } else if phase == cairn_pkg::Phase::Download {
+                    eprintln!("downloading {item}");
+                } else {
+                    eprintln!("{} {item} ({}/{total})", phase.verb(), done + 1);
                 }
             }
         }
