@@ -848,7 +848,7 @@ fn keys_create_list_export() {
 }
 
 #[test]
-fn seal_then_alteration_is_detected_by_verify_and_seal_check() {
+fn seal_written_and_stale_seal_reported() {
     let w = World::new();
     let (_base, app) = family(&w);
     install(&w, &app, &["bulk"]).success();
@@ -866,6 +866,13 @@ fn seal_then_alteration_is_detected_by_verify_and_seal_check() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no such key"));
+    w.cairn()
+        .args(["node", "install", "--no-scripts"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("is sealed and has changed"));
 }
 
 /// Launch refusal needs `cairn run` to call `cairn_pkg::check_seal` for `verify: required`.

@@ -174,3 +174,75 @@ pub fn provided_names<'a>(packages: impl Iterator<Item = &'a Paragraph>) -> Hash
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn node(dir: &Path, status: &str) -> PathBuf {
+        std::fs::create_dir_all(dir.join("etc/cairn")).unwrap();
+        std::fs::create_dir_all(dir.join("var/lib/dpkg")).unwrap();
+        std::fs::write(dir.join("etc/cairn/node.yaml"), "node: {alias: x}\n").unwrap();
+        std::fs::write(dir.join("var/lib/dpkg/status"), status).unwrap();
+        dir.to_path_buf()
+    }
+
+    fn names_and_status(text: &str) -> Vec<(String, String)> {
+        parse_paragraphs(text, Path::new("s"))
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p.package().to_string(),
+                    p.get("Status").unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synthesized_status_holds_ancestors_and_host_nearest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = "install ok installed";
+        let root = node(
+            &dir.path().join("r"),
+            &format!(
+                "Package: a\nStatus: {ok}\nVersion: 2\n\nPackage: b\nStatus: deinstall ok config-files\n"
+            ),
+        );
+        let mid = node(
+            &root.join("m"),
+            &format!("Package: a\nStatus: {ok}\nVersion: 3\n"),
+        );
+        let leaf = node(
+            &mid.join("l"),
+            &format!("Package: c\nStatus: {ok}\nVersion: 1\n"),
+        );
+        let host = dir.path().join("host-status");
+        std::fs::write(&host, format!("Package: a\nStatus: {ok}\nVersion: 1\n\nPackage: h\nStatus: {ok}\n\nPackage: x\nStatus: {ok}\n")).unwrap();
+        let family = [root, mid, leaf];
+        let opened = open(&family, &[], &mut |_| {}).unwrap();
+        let own = Db::load(&opened.leaf).unwrap();
+        let text = opened
+            .synthesized_status(&own, Some(&host), &["x".to_string()])
+            .unwrap();
+        let hold = "hold ok installed".to_string();
+        assert_eq!(
+            names_and_status(&text),
+            vec![
+                ("a".to_string(), hold.clone()),
+                ("h".to_string(), hold),
+                ("c".to_string(), ok.to_string()),
+            ]
+        );
+        assert!(
+            text.contains("Version: 3"),
+            "the nearest ancestor's version wins: {text}"
+        );
+        assert_eq!(opened.ancestor_with("a"), Some(family[1].as_path()));
+        assert_eq!(opened.ancestor_with("b"), None);
+        let without_host = opened.synthesized_status(&own, None, &[]).unwrap();
+        assert_eq!(names_and_status(&without_host).len(), 2);
+    }
+}

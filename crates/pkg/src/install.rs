@@ -88,6 +88,7 @@ pub fn install(
     }
     if !plan.installs.is_empty() {
         outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
+        outcome.notes.extend(stale_seal_note(&opened.leaf));
     }
     Ok(outcome)
 }
@@ -113,7 +114,18 @@ pub fn upgrade(
         return Ok(outcome);
     }
     outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
+    outcome.notes.extend(stale_seal_note(&opened.leaf));
     Ok(outcome)
+}
+
+/// A sealed node no longer matches its seal once its packages change.
+pub(crate) fn stale_seal_note(leaf: &crate::layout::NodePaths) -> Option<String> {
+    leaf.seal().exists().then(|| {
+        format!(
+            "{} is sealed and has changed: seal it again (cairn node seal)",
+            leaf.root.display()
+        )
+    })
 }
 
 /// Writes apt's view of the family and refreshes the lists.

@@ -67,7 +67,9 @@ pub fn remove(
                 old_version: None,
             })
             .collect(),
-        notes: Vec::new(),
+        notes: crate::install::stale_seal_note(&opened.leaf)
+            .into_iter()
+            .collect(),
     })
 }
 
