@@ -15,9 +15,14 @@ fuzz_target!(|data: &[u8]| {
             xattr_names: member.xattrs.iter().map(|(k, _)| k.clone()).collect(),
         };
         for rootless in [false, true] {
-            if let Ok(Action::Create { path, .. } | Action::Whiteout { path }) = check_entry(&meta, rootless) {
+            if let Ok(Action::Create { path, .. } | Action::Whiteout { path }) =
+                check_entry(&meta, rootless)
+            {
                 assert!(path.is_relative());
-                assert!(path.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+                assert!(
+                    path.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+                );
             }
         }
         std::io::copy(content, &mut std::io::sink()).map(|_| ())
