@@ -185,7 +185,14 @@ fn apply_plan(
                 total,
                 item: &plan[i].name,
             });
-            staged.push(stage_deb(deb, &txn.stage_dir().join(i.to_string()))?);
+            let s = stage_deb(deb, &txn.stage_dir().join(i.to_string()))?;
+            if s.name() != plan[i].name {
+                return Err(Error::BadDeb {
+                    deb: deb.clone(),
+                    message: format!("contains {}, not {}", s.name(), plan[i].name),
+                });
+            }
+            staged.push(s);
         }
         check_conflicts(opened, &own, &staged)?;
         run_preinst(opened, &own, &staged, opts)?;
@@ -195,14 +202,18 @@ fn apply_plan(
         configure(opened, plan, &staged, opts, progress)?;
         Ok(())
     })();
-    crate::layout::remove_tree(&debs_dir)?;
     match result {
         Ok(()) => txn.commit()?,
         Err(err) => {
-            txn.rollback()?;
+            if let Err(e) = txn.rollback() {
+                // The journal stays; the next command on the node retries the rollback.
+                tracing::error!("rollback failed, will be retried: {e}");
+            }
+            let _ = crate::layout::remove_tree(&debs_dir);
             return Err(err);
         }
     }
+    crate::layout::remove_tree(&debs_dir)?;
     progress(Event::Step {
         phase: Phase::Configure,
         done: total,

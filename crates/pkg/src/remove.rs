@@ -53,7 +53,10 @@ pub fn remove(
             prune_dirs(&opened.leaf.root, &own, &dirs)?;
         }
         Err(err) => {
-            txn.rollback()?;
+            if let Err(e) = txn.rollback() {
+                // The journal stays; the next command on the node retries the rollback.
+                tracing::error!("rollback failed, will be retried: {e}");
+            }
             return Err(err);
         }
     }
