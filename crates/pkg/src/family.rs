@@ -178,6 +178,7 @@ pub fn provided_names<'a>(packages: impl Iterator<Item = &'a Paragraph>) -> Hash
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::path::Path;
 
     fn node(dir: &Path, status: &str) -> PathBuf {
@@ -244,5 +245,55 @@ mod tests {
         assert_eq!(opened.ancestor_with("b"), None);
         let without_host = opened.synthesized_status(&own, None, &[]).unwrap();
         assert_eq!(names_and_status(&without_host).len(), 2);
+    }
+
+    /// Per node (root first, leaf last): package names (from a small pool) with versions.
+    fn layers() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
+        proptest::collection::vec(proptest::collection::vec((0u8..6, 0u8..9), 0..5), 1..4)
+    }
+
+    fn status_of(packages: &[(u8, u8)]) -> String {
+        let mut seen = HashSet::new();
+        packages
+            .iter()
+            .filter(|(n, _)| seen.insert(*n))
+            .map(|(n, v)| format!("Package: p{n}\nStatus: install ok installed\nVersion: {v}\n\n"))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn merge_keeps_one_entry_per_package_nearest_first(layers in layers(), host in proptest::collection::vec((0u8..6, 0u8..9), 0..5)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut family = Vec::new();
+            let mut path = dir.path().join("n0");
+            for (i, pkgs) in layers.iter().enumerate() {
+                family.push(node(&path, &status_of(pkgs)));
+                path = path.join(format!("n{}", i + 1));
+            }
+            let host_file = dir.path().join("host");
+            std::fs::write(&host_file, status_of(&host)).unwrap();
+            let opened = open(&family, &[], &mut |_| {}).unwrap();
+            let own = Db::load(&opened.leaf).unwrap();
+            let text = opened.synthesized_status(&own, Some(&host_file), &[]).unwrap();
+            let merged = parse_paragraphs(&text, Path::new("s")).unwrap();
+            let mut names = HashSet::new();
+            for p in &merged {
+                prop_assert!(names.insert(p.package().to_string()), "duplicate {}", p.package());
+                let name: u8 = p.package()[1..].parse().unwrap();
+                let first = |pkgs: &[(u8, u8)]| pkgs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+                // The leaf's own entry, else the nearest ancestor's, else the host's.
+                let expected = first(layers.last().unwrap())
+                    .map(|v| (v, "install ok installed"))
+                    .or_else(|| layers.iter().rev().skip(1).find_map(|l| first(l)).map(|v| (v, "hold ok installed")))
+                    .or_else(|| first(&host).map(|v| (v, "hold ok installed")));
+                let (version, status) = expected.unwrap();
+                prop_assert_eq!(p.version(), version.to_string());
+                prop_assert_eq!(p.get("Status").unwrap(), status);
+            }
+            let all: HashSet<String> = layers.iter().flatten().chain(host.iter()).map(|(n, _)| format!("p{n}")).collect();
+            prop_assert_eq!(names, all);
+        }
     }
 }
