@@ -18,6 +18,7 @@ pub mod apps;
 pub mod client;
 pub mod hooks;
 pub mod logging;
+pub mod memory;
 pub mod peer;
 pub mod server;
 

@@ -247,6 +247,8 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(shared.options.admin_socket());
         let _ = std::fs::remove_dir_all(shared.options.sessions_dir());
+        // Commits are durable already; closing checkpoints the WAL for a quick next start.
+        shared.confdb.close().await;
     }
 }
 
@@ -268,6 +270,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let daemon = Daemon::start(options).await?;
         notify(&[sd_notify::NotifyState::Ready]);
+        crate::memory::release_startup_pages();
         let watchdog = tokio::spawn(feed_watchdog());
         loop {
             tokio::select! {
@@ -746,6 +749,120 @@ mod tests {
     fn keys_are_quoted_like_library_errors() {
         assert_eq!(quoted_keys(["a", "b.c"].into_iter()), " \"a\", \"b.c\"");
         assert_eq!(quoted_keys(std::iter::empty()), "");
+    }
+
+    /// A `Shared` without sockets, for router tests.
+    async fn shared_for_test(dir: &Path, apps: Vec<App>) -> Arc<Shared> {
+        let confdb = Confdb::open(&dir.join("confdb"), cairn_confdb::TrustStore::empty())
+            .await
+            .unwrap();
+        let options = DaemonOptions::new(dir, dir, dir);
+        Arc::new(Shared {
+            confdb,
+            apps: RwLock::new(
+                apps.into_iter()
+                    .map(|a| (a.name.clone(), Arc::new(a)))
+                    .collect(),
+            ),
+            listeners: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            hooks: HookRunner {
+                exe: options.exe.clone(),
+                timeout: options.hook_timeout,
+            },
+            policy: AdminPolicy {
+                daemon_uid: 0,
+                cairn_gid: None,
+            },
+            shutdown: watch::Sender::new(false),
+            next_session: AtomicU64::new(1),
+            options,
+        })
+    }
+
+    async fn send(
+        router: axum::Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn router_enforces_plugs_and_answers_errors_as_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::new(
+            "reporting",
+            None,
+            &["acme/network/observe-device".to_string()],
+            Hooks::default(),
+            AppSource::Config,
+        )
+        .unwrap();
+        let shared = shared_for_test(dir.path(), vec![app]).await;
+        let as_app = || api::app(shared.clone(), Caller::App("reporting".into()));
+        let (status, body) =
+            send(as_app(), "GET", "/v1/views/acme/network/control-device", "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["kind"], "permission-denied");
+        assert_eq!(
+            body["error"],
+            "permission denied: app \"reporting\" has no plug for view acme/network/control-device"
+        );
+        // A plugged view reaches the library, which knows no such schema.
+        let (status, body) =
+            send(as_app(), "GET", "/v1/views/acme/network/observe-device", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], "schema acme/network not found");
+        let (status, _) = send(as_app(), "POST", "/v1/sessions", "{}").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // An app that disappeared (reload) loses access at once.
+        let gone = api::app(shared.clone(), Caller::App("vpn".into()));
+        let (status, _) = send(gone, "GET", "/v1/views/acme/network/observe-device", "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let admin = || api::app(shared.clone(), Caller::Admin);
+        let (status, body) = send(
+            admin(),
+            "PUT",
+            "/v1/views/acme/network/control-device",
+            "[1, 2]",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid request body: "),
+            "{body}"
+        );
+        let (status, body) = send(admin(), "GET", "/v1/nope", "").await;
+        assert_eq!(
+            (status, body["kind"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not-found"))
+        );
+        let (status, body) = send(admin(), "GET", "/v1/views/Acme!/x/y", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = send(admin(), "GET", "/v1/openapi.json", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["info"]["title"], "Cairn daemon API");
+        let (status, _) = send(admin(), "DELETE", "/v1/sessions/99", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -544,3 +544,70 @@ fn kill_9_during_writes_loses_no_committed_write_and_leaves_no_partial_one() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// SO_PEERCRED on the admin socket: a client process running as `nobody`.
+
+const CHILD_CLIENT: &str = "CAIRN_DAEMON_TEST_CHILD_CLIENT";
+
+/// Not a test of its own: the body of the unprivileged client process used below.
+#[test]
+fn child_client_process() {
+    let Some(socket) = std::env::var_os(CHILD_CLIENT) else {
+        return;
+    };
+    let client = cairn_daemon::Client::new(std::path::Path::new(&socket)).unwrap();
+    match client.call(Method::GET, "/v1/schemas", None) {
+        Ok(answer) => println!("ANSWER:ok {answer}"),
+        Err(e) => println!("ANSWER:{e}"),
+    }
+}
+
+#[test]
+fn admin_socket_refuses_users_outside_root_and_group_cairn() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let root = Root::new();
+    std::fs::set_permissions(root.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _daemon = start(&root);
+    // The file mode (0660) already keeps others out; open it to reach the credential check.
+    std::fs::set_permissions(root.admin(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_client_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_CLIENT, root.admin())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer = stdout
+        .lines()
+        .find_map(|l| l.split_once("ANSWER:").map(|(_, answer)| answer))
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer from the child: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let uid = nix::unistd::geteuid().as_raw();
+    assert_eq!(
+        answer,
+        format!(
+            "permission denied: uid 65534 may not use the admin socket (root, uid {uid} and group cairn only)"
+        )
+    );
+    // Root itself still gets in.
+    Api::on(&root.admin())
+        .client
+        .call(Method::GET, "/v1/schemas", None)
+        .unwrap();
+}
