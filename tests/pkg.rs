@@ -875,9 +875,8 @@ fn seal_written_and_stale_seal_reported() {
         .stdout(predicate::str::contains("is sealed and has changed"));
 }
 
-/// Launch refusal needs `cairn run` to call `cairn_pkg::check_seal` for `verify: required`.
+/// `verify: required` makes `cairn run` check the seals before launching anything.
 #[test]
-#[ignore = "needs cairn run to call cairn_pkg::check_seal (integrator)"]
 fn sealed_node_with_verify_required_refuses_launch_when_altered() {
     let w = World::new();
     let (_base, app) = family(&w);
@@ -909,6 +908,15 @@ fn sealed_node_with_verify_required_refuses_launch_when_altered() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("/usr/share/bulk/c"));
+    // Removing the seal is no way around it.
+    std::fs::remove_file(app.join("etc/cairn/seal.json")).unwrap();
+    w.cairn()
+        .args(["run", "--node"])
+        .arg(&app)
+        .args(["--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has no seal"));
 }
 
 // ---- signed repositories --------------------------------------------------------------------

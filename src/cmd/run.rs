@@ -42,6 +42,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
     let ctx = cairn_node::VarContext::from_process();
     let family = cairn_node::load_family(&args.node, &ctx)?;
+    check_seals(&family, &config)?;
     let mut launch = cairn_node::Launch::new(args.command);
     launch.env_overrides = args.env;
     launch.chdir = args.chdir;
@@ -58,4 +59,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let code = cairn_sandbox::run(&spec).with_context(|| format!("cannot run in {}", args.node.display()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `verify: required`: every node at or below the one whose file asks for it must carry a
+/// seal that still matches (a missing seal would otherwise be an easy way around the check),
+/// and any other sealed node of the family must match too.
+fn check_seals(family: &cairn_node::Family, config: &cairn_config::Config) -> anyhow::Result<()> {
+    let merged = family.merged()?;
+    let verify = &merged.config.verify;
+    if verify.value != cairn_node::Verify::Required {
+        return Ok(());
+    }
+    let trusted = config.config_dir.join("keys");
+    let required_from = verify.origin.as_ref().and_then(|o| {
+        family.nodes.iter().position(|n| o.file.starts_with(&n.path))
+    });
+    for (i, node) in family.nodes.iter().enumerate() {
+        let must_be_sealed = required_from.is_some_and(|from| i >= from);
+        if must_be_sealed && !node.path.join("etc/cairn/seal.json").exists() {
+            let origin = verify.origin.as_ref().map(|o| o.to_string()).unwrap_or_default();
+            anyhow::bail!(
+                "refusing to run: node {} has no seal, and {origin} says verify: required (seal it with `cairn node seal {} --key K`)",
+                node.path.display(),
+                node.path.display()
+            );
+        }
+        cairn_pkg::check_seal(&node.path, &trusted)
+            .with_context(|| format!("refusing to run: node {} fails its seal check", node.path.display()))?;
+    }
+    Ok(())
 }
