@@ -263,11 +263,18 @@ fn explain(message: &str, https: bool) -> String {
     text
 }
 
+/// Makes ring rustls' process-wide crypto provider (installing twice is harmless: the first
+/// one stays).
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Manifests and configs are small; a larger one is hostile.
 const MAX_SMALL_BLOB: u64 = 16 * 1024 * 1024;
 
 impl<'a> Remote<'a> {
     fn new(reference: &'a Reference, options: &PullOptions) -> Remote<'a> {
+        install_tls_provider();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
             platform_resolver: None,

@@ -409,6 +409,7 @@ impl Registry {
             repository.to_string(),
             tag.to_string(),
         );
+        crate::pull::install_tls_provider();
         let client = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::Http,
             ..ClientConfig::default()
@@ -473,6 +474,7 @@ impl Registry {
             repository.to_string(),
             tag.to_string(),
         );
+        crate::pull::install_tls_provider();
         let client = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::Http,
             ..ClientConfig::default()
