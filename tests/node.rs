@@ -1,6 +1,7 @@
 //! End-to-end tests of `cairn node` and of how `cairn run` treats bad node files: one clear
 //! error line naming the file and the entry, and nothing launched.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod support;
 
 use predicates::prelude::*;

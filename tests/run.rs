@@ -2,6 +2,7 @@
 //! families, probed from inside. They run as root and again as an unprivileged user
 //! (scripts/test), so nothing here may assume either.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod support;
 
 use predicates::prelude::*;
