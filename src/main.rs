@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about = "Run applications on edge and embedded Linux devices")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Run applications on edge and embedded Linux devices"
+)]
 struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -12,7 +12,11 @@ use support::{World, rewrite_node, write};
 fn fails_with(assert: assert_cmd::assert::Assert, needles: &[&str]) {
     let assert = assert.code(1).stdout("");
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
     for n in needles {
         assert!(stderr.contains(n), "{n:?} missing from: {stderr}");
     }
@@ -23,11 +27,18 @@ fn run_refused(w: &World, leaf: &Path, needles: &[&str]) {
     let marker = w.path("launched");
     let script = format!("touch {}", marker.display());
     fails_with(
-        w.cairn().args(["run", "--node"]).arg(leaf).args(["--", "/bin/sh", "-c", &script]).assert(),
+        w.cairn()
+            .args(["run", "--node"])
+            .arg(leaf)
+            .args(["--", "/bin/sh", "-c", &script])
+            .assert(),
         needles,
     );
     assert!(!marker.exists(), "the program was launched");
-    fails_with(w.cairn().args(["node", "check"]).arg(leaf).assert(), needles);
+    fails_with(
+        w.cairn().args(["node", "check"]).arg(leaf).assert(),
+        needles,
+    );
 }
 
 #[test]
@@ -36,13 +47,26 @@ fn create_makes_a_node_and_refuses_clashes() {
     let sys = w.node("nodes/sys", "sys", "system");
     assert!(sys.join("etc/cairn/node.yaml").is_file());
     // Same path again, bad alias, alias already in the family.
-    w.cairn().args(["node", "create"]).arg(&sys).args(["--alias", "other"]).assert().failure();
+    w.cairn()
+        .args(["node", "create"])
+        .arg(&sys)
+        .args(["--alias", "other"])
+        .assert()
+        .failure();
     fails_with(
-        w.cairn().args(["node", "create"]).arg(w.path("nodes/sys/x")).args(["--alias", "bad alias!"]).assert(),
+        w.cairn()
+            .args(["node", "create"])
+            .arg(w.path("nodes/sys/x"))
+            .args(["--alias", "bad alias!"])
+            .assert(),
         &["bad alias!"],
     );
     fails_with(
-        w.cairn().args(["node", "create"]).arg(w.path("nodes/sys/dup")).args(["--alias", "sys"]).assert(),
+        w.cairn()
+            .args(["node", "create"])
+            .arg(w.path("nodes/sys/dup"))
+            .args(["--alias", "sys"])
+            .assert(),
         &["sys"],
     );
     assert!(!w.path("nodes/sys/dup").exists() && !w.path("nodes/sys/x").exists());
@@ -58,28 +82,76 @@ fn ls_tree_and_config_show_the_family() {
     w.node("nodes/sys/mid", "mid", "leaf");
     let leaf = w.node("nodes/sys/mid/leaf", "leaf", "leaf");
 
-    let out = w.cairn().args(["node", "ls", "--json"]).arg(w.path("nodes")).assert().success();
+    let out = w
+        .cairn()
+        .args(["node", "ls", "--json"])
+        .arg(w.path("nodes"))
+        .assert()
+        .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let aliases: Vec<&str> = v.as_array().unwrap().iter().map(|n| n["alias"].as_str().unwrap()).collect();
+    let aliases: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["alias"].as_str().unwrap())
+        .collect();
     assert_eq!(aliases.len(), 3, "{v}");
     for a in ["sys", "mid", "leaf"] {
         assert!(aliases.contains(&a), "{a} missing: {v}");
     }
-    w.cairn().args(["node", "ls"]).arg(w.path("nodes")).assert().success().stdout(predicate::str::contains("ALIAS"));
+    w.cairn()
+        .args(["node", "ls"])
+        .arg(w.path("nodes"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ALIAS"));
 
-    let out = w.cairn().args(["node", "tree"]).arg(&leaf).assert().success();
+    let out = w
+        .cairn()
+        .args(["node", "tree"])
+        .arg(&leaf)
+        .assert()
+        .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    let (s, m, l) = (text.find("sys").unwrap(), text.find("mid").unwrap(), text.find("leaf").unwrap());
+    let (s, m, l) = (
+        text.find("sys").unwrap(),
+        text.find("mid").unwrap(),
+        text.find("leaf").unwrap(),
+    );
     assert!(s < m && m < l, "{text}");
 
     // Merged config names where each value came from.
-    let out = w.cairn().args(["node", "config", "--json"]).arg(&leaf).assert().success();
+    let out = w
+        .cairn()
+        .args(["node", "config", "--json"])
+        .arg(&leaf)
+        .assert()
+        .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let _: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(text.contains(&leaf.join("etc/cairn/node.yaml").display().to_string()), "{text}");
-    assert!(text.contains(&w.path("nodes/sys/etc/cairn/node.yaml").display().to_string()), "{text}");
-    w.cairn().args(["node", "config"]).arg(&leaf).assert().success().stdout(predicate::str::contains("node.yaml"));
-    w.cairn().args(["node", "check"]).arg(&leaf).assert().success();
+    assert!(
+        text.contains(&leaf.join("etc/cairn/node.yaml").display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            &w.path("nodes/sys/etc/cairn/node.yaml")
+                .display()
+                .to_string()
+        ),
+        "{text}"
+    );
+    w.cairn()
+        .args(["node", "config"])
+        .arg(&leaf)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("node.yaml"));
+    w.cairn()
+        .args(["node", "check"])
+        .arg(&leaf)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -87,12 +159,25 @@ fn rm_is_atomic_and_guards_children() {
     let w = World::new();
     let sys = w.node("nodes/sys", "sys", "system");
     let leaf = w.node("nodes/sys/app", "app", "leaf");
-    fails_with(w.cairn().args(["node", "rm"]).arg(&sys).assert(), &["recursive"]);
+    fails_with(
+        w.cairn().args(["node", "rm"]).arg(&sys).assert(),
+        &["recursive"],
+    );
     assert!(leaf.exists());
-    fails_with(w.cairn().args(["node", "rm"]).arg(w.path("nodes/sys/usr")).assert(), &["not a node"]);
+    fails_with(
+        w.cairn()
+            .args(["node", "rm"])
+            .arg(w.path("nodes/sys/usr"))
+            .assert(),
+        &["not a node"],
+    );
     w.cairn().args(["node", "rm"]).arg(&leaf).assert().success();
     assert!(!leaf.exists());
-    w.cairn().args(["node", "rm", "--recursive"]).arg(&sys).assert().success();
+    w.cairn()
+        .args(["node", "rm", "--recursive"])
+        .arg(&sys)
+        .assert()
+        .success();
     assert!(!sys.exists());
     // Nothing hidden left behind by the rename-then-delete.
     let left: Vec<_> = std::fs::read_dir(w.path("nodes")).unwrap().collect();
@@ -120,7 +205,10 @@ fn unknown_key_is_refused() {
 fn unknown_export_mode_is_refused_with_the_choices() {
     let w = World::new();
     let leaf = w.family();
-    rewrite_node(&leaf, "exports:\n  - { mode: pubic, mount: /x, path: $NODE_PATH/var }\n");
+    rewrite_node(
+        &leaf,
+        "exports:\n  - { mode: pubic, mount: /x, path: $NODE_PATH/var }\n",
+    );
     run_refused(&w, &leaf, &["node.yaml:5", "pubic", "public", "restricted"]);
 }
 
@@ -128,17 +216,31 @@ fn unknown_export_mode_is_refused_with_the_choices() {
 fn missing_export_source_is_refused_unless_optional() {
     let w = World::new();
     let leaf = w.family();
-    rewrite_node(&leaf, "exports:\n  - { mode: restricted, mount: /opt/x, path: /does/not/exist }\n");
+    rewrite_node(
+        &leaf,
+        "exports:\n  - { mode: restricted, mount: /opt/x, path: /does/not/exist }\n",
+    );
     run_refused(&w, &leaf, &["node.yaml:5", "/does/not/exist"]);
-    rewrite_node(&leaf, "exports:\n  - { mode: restricted, mount: /opt/x, path: /does/not/exist, optional: true }\n");
-    w.cairn().args(["run", "--node"]).arg(&leaf).args(["--", "/bin/true"]).assert().success();
+    rewrite_node(
+        &leaf,
+        "exports:\n  - { mode: restricted, mount: /opt/x, path: /does/not/exist, optional: true }\n",
+    );
+    w.cairn()
+        .args(["run", "--node"])
+        .arg(&leaf)
+        .args(["--", "/bin/true"])
+        .assert()
+        .success();
 }
 
 #[test]
 fn unknown_variable_is_refused() {
     let w = World::new();
     let leaf = w.family();
-    rewrite_node(&leaf, "environ:\n  - { mode: set, key: X, value: \"$NOPE\" }\n");
+    rewrite_node(
+        &leaf,
+        "environ:\n  - { mode: set, key: X, value: \"$NOPE\" }\n",
+    );
     run_refused(&w, &leaf, &["node.yaml:5", "NOPE"]);
 }
 
@@ -178,7 +280,12 @@ fn environ_modes_and_variables() {
         .assert()
         .success();
     let env = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    for want in ["GREETING=hi from app in app\n", "RAW=$NOT_EXPANDED\n", "FROM_CMD=computed\n", "CAIRN_PASS=passed\n"] {
+    for want in [
+        "GREETING=hi from app in app\n",
+        "RAW=$NOT_EXPANDED\n",
+        "FROM_CMD=computed\n",
+        "CAIRN_PASS=passed\n",
+    ] {
         assert!(env.contains(want), "{want:?} missing: {env}");
     }
     assert!(!env.lines().any(|l| l.starts_with("LANG=")), "{env}");
@@ -201,7 +308,12 @@ fn exec_and_symlink_exports() {
         .cairn()
         .args(["run", "--node"])
         .arg(&leaf)
-        .args(["--", "/bin/sh", "-c", "cat /etc/motd; readlink /app; echo x > /etc/motd || echo ro"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/motd; readlink /app; echo x > /etc/motd || echo ro",
+        ])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
@@ -213,7 +325,10 @@ fn admin_file_beats_normal_files() {
     let w = World::new();
     let leaf = w.family();
     rewrite_node(&leaf, "config:\n  hostname: from-normal\n");
-    write(&leaf.join("etc/cairn/node-admin.yaml"), "config:\n  hostname: from-admin\n");
+    write(
+        &leaf.join("etc/cairn/node-admin.yaml"),
+        "config:\n  hostname: from-admin\n",
+    );
     w.cairn()
         .args(["run", "--node"])
         .arg(&leaf)
@@ -226,11 +341,19 @@ fn admin_file_beats_normal_files() {
 #[test]
 fn help_and_usage_errors() {
     let w = World::new();
-    w.cairn().arg("--help").assert().success().stdout(predicate::str::contains("Usage"));
+    w.cairn()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage"));
     w.cairn().arg("no-such-command").assert().code(2);
     w.cairn().args(["run", "--node"]).assert().code(2);
     fails_with(
-        w.cairn().args(["run", "--node"]).arg(w.path("nope")).args(["--", "/bin/true"]).assert(),
+        w.cairn()
+            .args(["run", "--node"])
+            .arg(w.path("nope"))
+            .args(["--", "/bin/true"])
+            .assert(),
         &["nope"],
     );
 }

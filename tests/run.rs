@@ -13,7 +13,12 @@ use support::World;
 
 /// Runs `sh -c SCRIPT` in the family of `leaf` and returns the assert handle.
 fn sh(world: &World, leaf: &std::path::Path, script: &str) -> assert_cmd::assert::Assert {
-    world.cairn().args(["run", "--node"]).arg(leaf).args(["--", "/bin/sh", "-c", script]).assert()
+    world
+        .cairn()
+        .args(["run", "--node"])
+        .arg(leaf)
+        .args(["--", "/bin/sh", "-c", script])
+        .assert()
 }
 
 fn stdout_of(a: &assert_cmd::assert::Assert) -> String {
@@ -27,7 +32,13 @@ fn argv_reaches_the_program_exactly() {
     w.cairn()
         .args(["run", "--node"])
         .arg(&leaf)
-        .args(["--", "/bin/sh", "-c", r#"for a; do printf '[%s]' "$a"; done"#, "sh"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            r#"for a; do printf '[%s]' "$a"; done"#,
+            "sh",
+        ])
         .args(["a b", "", "%x", "@y", "--flag", "--", "-v", "$HOME", "*"])
         .assert()
         .success()
@@ -38,7 +49,13 @@ fn argv_reaches_the_program_exactly() {
 fn program_without_double_dash_and_path_lookup() {
     let w = World::new();
     let leaf = w.family();
-    w.cairn().args(["run", "--node"]).arg(&leaf).args(["echo", "-n", "hi"]).assert().success().stdout("hi");
+    w.cairn()
+        .args(["run", "--node"])
+        .arg(&leaf)
+        .args(["echo", "-n", "hi"])
+        .assert()
+        .success()
+        .stdout("hi");
     w.cairn()
         .args(["run", "--node"])
         .arg(&leaf)
@@ -87,16 +104,24 @@ fn environment_starts_empty_and_takes_overrides() {
         .assert()
         .success();
     let env = stdout_of(&out);
-    assert!(!env.contains("CAIRN_TEST_LEAK"), "host environment leaked: {env}");
+    assert!(
+        !env.contains("CAIRN_TEST_LEAK"),
+        "host environment leaked: {env}"
+    );
     assert!(env.contains("EXTRA=x y\n"), "{env}");
-    assert!(env.lines().any(|l| l.starts_with("PATH=")), "no PATH: {env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("PATH=")),
+        "no PATH: {env}"
+    );
 }
 
 #[test]
 fn hostname_pid_and_network_namespaces() {
     let w = World::new();
     let leaf = w.family();
-    sh(&w, &leaf, "cat /proc/sys/kernel/hostname").success().stdout("app\n");
+    sh(&w, &leaf, "cat /proc/sys/kernel/hostname")
+        .success()
+        .stdout("app\n");
     // The program is pid 2: pid 1 is Cairn's reaper, and nothing of the host is visible.
     let out = sh(&w, &leaf, "echo $$; ls /proc | grep -c '^[0-9]'").success();
     let text = stdout_of(&out);
@@ -105,11 +130,20 @@ fn hostname_pid_and_network_namespaces() {
     let count: u32 = lines.next().unwrap_or("0").parse().unwrap();
     assert!(count <= 4, "host processes visible: {count}");
     // New network namespace: loopback only, and it is up.
-    let out = sh(&w, &leaf, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").success();
+    let out = sh(
+        &w,
+        &leaf,
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+    )
+    .success();
     assert_eq!(stdout_of(&out), "lo\n");
-    sh(&w, &leaf, "cat /sys/class/net/lo/operstate 2>/dev/null || echo unknown")
-        .success()
-        .stdout(predicate::str::contains("unknown").or(predicate::str::contains("up")));
+    sh(
+        &w,
+        &leaf,
+        "cat /sys/class/net/lo/operstate 2>/dev/null || echo unknown",
+    )
+    .success()
+    .stdout(predicate::str::contains("unknown").or(predicate::str::contains("up")));
 }
 
 #[test]
@@ -123,7 +157,10 @@ fn host_paths_not_exported_are_invisible() {
     let text = stdout_of(&out);
     assert!(!text.contains("visible"), "{text}");
     for hidden in ["root", "home", "srv", "boot", "work"] {
-        assert!(!text.lines().any(|l| l == hidden), "/{hidden} visible: {text}");
+        assert!(
+            !text.lines().any(|l| l == hidden),
+            "/{hidden} visible: {text}"
+        );
     }
     sh(&w, &leaf, "cat /etc/shadow").failure();
 }
@@ -132,11 +169,22 @@ fn host_paths_not_exported_are_invisible() {
 fn restricted_exports_are_read_only_and_public_writable() {
     let w = World::new();
     let leaf = w.family();
-    sh(&w, &leaf, "touch /usr/cairn-probe").failure().stderr(predicate::str::contains("Read-only"));
+    sh(&w, &leaf, "touch /usr/cairn-probe")
+        .failure()
+        .stderr(predicate::str::contains("Read-only"));
     sh(&w, &leaf, "touch /nodes/app/usr/probe").failure();
-    sh(&w, &leaf, "echo data > /nodes/app/var/probe && cat /nodes/app/var/probe").success().stdout("data\n");
+    sh(
+        &w,
+        &leaf,
+        "echo data > /nodes/app/var/probe && cat /nodes/app/var/probe",
+    )
+    .success()
+    .stdout("data\n");
     // The public export is the node's own directory on the host.
-    assert_eq!(std::fs::read_to_string(leaf.join("var/probe")).unwrap(), "data\n");
+    assert_eq!(
+        std::fs::read_to_string(leaf.join("var/probe")).unwrap(),
+        "data\n"
+    );
     // The root itself is read-only: only explicit writable exports can be written.
     sh(&w, &leaf, "mkdir /newdir").failure();
 }
@@ -153,9 +201,23 @@ fn private_exports_only_for_the_leaf_and_anonymous_ones_are_fresh() {
         "exports:\n  - { mode: private, mount: /nodes/mid/secret, path: $NODE_PATH/secret }\n  - { mode: anonymous, mount: /scratch }\n",
     );
     let leaf = w.node("nodes/sys/mid/leaf", "leaf", "leaf");
-    sh(&w, &mid, "cat /nodes/mid/secret/key").success().stdout("k");
-    sh(&w, &leaf, "test -e /nodes/mid/secret/key && echo visible || echo hidden").success().stdout("hidden\n");
-    sh(&w, &leaf, "test -d /scratch && touch /scratch/f && ls /scratch").success().stdout("f\n");
+    sh(&w, &mid, "cat /nodes/mid/secret/key")
+        .success()
+        .stdout("k");
+    sh(
+        &w,
+        &leaf,
+        "test -e /nodes/mid/secret/key && echo visible || echo hidden",
+    )
+    .success()
+    .stdout("hidden\n");
+    sh(
+        &w,
+        &leaf,
+        "test -d /scratch && touch /scratch/f && ls /scratch",
+    )
+    .success()
+    .stdout("f\n");
     sh(&w, &leaf, "ls -A /scratch").success().stdout("");
 }
 
@@ -163,7 +225,12 @@ fn private_exports_only_for_the_leaf_and_anonymous_ones_are_fresh() {
 fn seccomp_capabilities_and_no_new_privs() {
     let w = World::new();
     let leaf = w.family();
-    let out = sh(&w, &leaf, "grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status").success();
+    let out = sh(
+        &w,
+        &leaf,
+        "grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status",
+    )
+    .success();
     let status = stdout_of(&out);
     for (key, want) in [
         ("CapEff", "0000000000000000"),
@@ -186,13 +253,34 @@ fn dangerous_syscalls_and_ioctls_fail() {
     // Each probe prints the errno it got; EPERM (1) means the filter stopped it. TIOCSTI on a
     // pipe would give ENOTTY (25) without the filter, unshare(CLONE_NEWUSER) would succeed.
     let probes = [
-        ("tiocsti", r#"my $c="x"; ioctl(STDIN, 0x5412, $c) ? print "ok" : print $!+0"#),
-        ("tioclinux", r#"my $c="x"; ioctl(STDIN, 0x541C, $c) ? print "ok" : print $!+0"#),
-        ("ptrace", r#"syscall(101, 0, 0, 0, 0) == -1 ? print $!+0 : print "ok""#),
-        ("keyctl", r#"syscall(250, 0, 0, 0, 0, 0) == -1 ? print $!+0 : print "ok""#),
-        ("bpf", r#"syscall(321, 0, 0, 0) == -1 ? print $!+0 : print "ok""#),
-        ("mount", r#"my ($s, $t, $f) = ("none", "/tmp", "tmpfs"); syscall(165, $s, $t, $f, 0, 0) == -1 ? print $!+0 : print "ok""#),
-        ("unshare-user", r#"syscall(272, 0x10000000) == -1 ? print $!+0 : print "ok""#),
+        (
+            "tiocsti",
+            r#"my $c="x"; ioctl(STDIN, 0x5412, $c) ? print "ok" : print $!+0"#,
+        ),
+        (
+            "tioclinux",
+            r#"my $c="x"; ioctl(STDIN, 0x541C, $c) ? print "ok" : print $!+0"#,
+        ),
+        (
+            "ptrace",
+            r#"syscall(101, 0, 0, 0, 0) == -1 ? print $!+0 : print "ok""#,
+        ),
+        (
+            "keyctl",
+            r#"syscall(250, 0, 0, 0, 0, 0) == -1 ? print $!+0 : print "ok""#,
+        ),
+        (
+            "bpf",
+            r#"syscall(321, 0, 0, 0) == -1 ? print $!+0 : print "ok""#,
+        ),
+        (
+            "mount",
+            r#"my ($s, $t, $f) = ("none", "/tmp", "tmpfs"); syscall(165, $s, $t, $f, 0, 0) == -1 ? print $!+0 : print "ok""#,
+        ),
+        (
+            "unshare-user",
+            r#"syscall(272, 0x10000000) == -1 ? print $!+0 : print "ok""#,
+        ),
     ];
     for (name, code) in probes {
         w.cairn()
@@ -211,7 +299,10 @@ fn cgroup_limits_stop_fork_bombs_and_memory_hogs() {
     let w = World::new();
     w.node("nodes/sys", "sys", "system");
     let leaf = w.node("nodes/sys/app", "app", "leaf");
-    support::rewrite_node(&leaf, "config:\n  cgroup: { memory_max: 48M, pids_max: 24 }\n");
+    support::rewrite_node(
+        &leaf,
+        "config:\n  cgroup: { memory_max: 48M, pids_max: 24 }\n",
+    );
     // Fork bomb: 100 forks asked for; the cgroup's pids.max stops them (perl survives a failed
     // fork, unlike dash, so it can count).
     let out = w
@@ -223,12 +314,20 @@ fn cgroup_limits_stop_fork_bombs_and_memory_hogs() {
         .assert()
         .success();
     let forked: u32 = stdout_of(&out).trim().parse().unwrap();
-    assert!((1..24).contains(&forked), "{forked} forks succeeded under pids_max 24");
+    assert!(
+        (1..24).contains(&forked),
+        "{forked} forks succeeded under pids_max 24"
+    );
     // Memory hog: killed by the OOM killer inside its cgroup (SIGKILL = 137), host unharmed.
     w.cairn()
         .args(["run", "--node"])
         .arg(&leaf)
-        .args(["--", "/usr/bin/perl", "-e", r#"my $x = "a" x (256*1024*1024); print "survived""#])
+        .args([
+            "--",
+            "/usr/bin/perl",
+            "-e",
+            r#"my $x = "a" x (256*1024*1024); print "survived""#,
+        ])
         .assert()
         .code(137)
         .stdout("");
@@ -259,8 +358,13 @@ fn nothing_outlives_the_run() {
     let w = World::new();
     let leaf = w.family();
     // A background child left behind by the program dies with the sandbox.
-    sh(&w, &leaf, "sleep 987.25 & echo started").success().stdout("started\n");
-    assert!(wait_until_gone("987.25"), "a sandboxed process outlived cairn run");
+    sh(&w, &leaf, "sleep 987.25 & echo started")
+        .success()
+        .stdout("started\n");
+    assert!(
+        wait_until_gone("987.25"),
+        "a sandboxed process outlived cairn run"
+    );
 
     // Killing cairn itself (SIGKILL: no chance to clean up) still takes the sandbox down.
     let mut child = w
@@ -272,11 +376,16 @@ fn nothing_outlives_the_run() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line, "ready\n");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(wait_until_gone("986.5"), "the sandbox outlived a killed cairn");
+    assert!(
+        wait_until_gone("986.5"),
+        "the sandbox outlived a killed cairn"
+    );
 }
 
 #[test]
@@ -287,7 +396,12 @@ fn signals_are_forwarded_to_the_program() {
         .cairn_std()
         .args(["run", "--node"])
         .arg(&leaf)
-        .args(["--", "/bin/sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; sleep 30 & wait"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; sleep 30 & wait",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -295,7 +409,10 @@ fn signals_are_forwarded_to_the_program() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
@@ -308,7 +425,13 @@ fn signals_are_forwarded_to_the_program() {
 fn chdir_option_and_missing_chdir() {
     let w = World::new();
     let leaf = w.family();
-    w.cairn().args(["run", "--chdir", "/nodes/app/var", "--node"]).arg(&leaf).args(["--", "pwd"]).assert().success().stdout("/nodes/app/var\n");
+    w.cairn()
+        .args(["run", "--chdir", "/nodes/app/var", "--node"])
+        .arg(&leaf)
+        .args(["--", "pwd"])
+        .assert()
+        .success()
+        .stdout("/nodes/app/var\n");
     w.cairn()
         .args(["run", "--chdir", "/does/not/exist", "--node"])
         .arg(&leaf)
@@ -325,7 +448,18 @@ fn leaf_template_keeps_private_data_from_descendants() {
     let mid = w.node("nodes/sys/mid", "mid", "leaf");
     let child = w.node("nodes/sys/mid/child", "child", "leaf");
     std::fs::write(mid.join("local/token"), "t").unwrap();
-    sh(&w, &mid, "cat /nodes/mid/local/token").success().stdout("t");
-    let out = sh(&w, &child, "ls -R /nodes/mid 2>&1; cat /nodes/mid/local/token 2>&1 || true").success();
-    assert!(!stdout_of(&out).contains("token"), "private data reachable: {}", stdout_of(&out));
+    sh(&w, &mid, "cat /nodes/mid/local/token")
+        .success()
+        .stdout("t");
+    let out = sh(
+        &w,
+        &child,
+        "ls -R /nodes/mid 2>&1; cat /nodes/mid/local/token 2>&1 || true",
+    )
+    .success();
+    assert!(
+        !stdout_of(&out).contains("token"),
+        "private data reachable: {}",
+        stdout_of(&out)
+    );
 }

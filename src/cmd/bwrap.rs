@@ -37,7 +37,11 @@ pub fn command_line(spec: &SandboxSpec) -> anyhow::Result<String> {
     let files_dir = std::env::temp_dir().join(format!("cairn-bwrap-{}", std::process::id()));
     for (i, mount) in spec.mounts.iter().enumerate() {
         match mount {
-            Mount::Bind { source, dest, readonly } => {
+            Mount::Bind {
+                source,
+                dest,
+                readonly,
+            } => {
                 let flag = if *readonly { "--ro-bind" } else { "--bind" };
                 push(&[OsStr::new(flag), source.as_os_str(), dest.as_os_str()]);
             }
@@ -45,9 +49,11 @@ pub fn command_line(spec: &SandboxSpec) -> anyhow::Result<String> {
             Mount::Proc { dest } => push(&[OsStr::new("--proc"), dest.as_os_str()]),
             Mount::Dev { dest } => push(&[OsStr::new("--dev"), dest.as_os_str()]),
             Mount::Mqueue { dest } => push(&[OsStr::new("--mqueue"), dest.as_os_str()]),
-            Mount::Symlink { target, dest } => {
-                push(&[OsStr::new("--symlink"), target.as_os_str(), dest.as_os_str()])
-            }
+            Mount::Symlink { target, dest } => push(&[
+                OsStr::new("--symlink"),
+                target.as_os_str(),
+                dest.as_os_str(),
+            ]),
             Mount::Dir { dest, .. } => push(&[OsStr::new("--dir"), dest.as_os_str()]),
             Mount::File { dest, contents } => {
                 // bwrap reads data files from fds; a stable temp file keeps the command a
@@ -84,7 +90,9 @@ pub fn command_line(spec: &SandboxSpec) -> anyhow::Result<String> {
 fn quote(s: &OsStr) -> String {
     let text = String::from_utf8_lossy(s.as_bytes());
     if !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
     {
         return text.into_owned();
     }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Program to run instead of the built-in tour (for example `-- /bin/sh`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -29,14 +33,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cairn_node::create_node(&root, "demo-system", cairn_node::Template::System)?;
         cairn_node::create_node(&platform, "platform", cairn_node::Template::Admin)?;
         cairn_node::create_node(&leaf, "hello", cairn_node::Template::Leaf)?;
-        eprintln!("created the demo family: {} -> platform -> hello", root.display());
+        eprintln!(
+            "created the demo family: {} -> platform -> hello",
+            root.display()
+        );
     }
     let command = if args.command.is_empty() {
         vec!["/bin/sh".into(), "-c".into(), TOUR.into()]
     } else {
         args.command
     };
-    eprintln!("$ cairn run --node {} -- {}", leaf.display(), show(&command));
+    eprintln!(
+        "$ cairn run --node {} -- {}",
+        leaf.display(),
+        show(&command)
+    );
     super::run::run(super::run::RunArgs {
         node: leaf,
         env: Vec::new(),
@@ -51,5 +62,8 @@ fn show(argv: &[OsString]) -> String {
     if argv.len() == 3 && argv[1] == "-c" {
         return format!("{} -c '...'", argv[0].to_string_lossy());
     }
-    argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

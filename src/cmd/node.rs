@@ -72,16 +72,29 @@ impl From<TemplateArg> for Template {
 pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
     match command {
         NodeCommand::Pkg(c) => return crate::cmd::pkg::run(c),
-        NodeCommand::Create { path, alias, template } => {
+        NodeCommand::Create {
+            path,
+            alias,
+            template,
+        } => {
             let info = cairn_node::create_node(&path, &alias, template.into())?;
-            println!("created node {} ({}) at {}", info.alias, info.name, info.path.display());
+            println!(
+                "created node {} ({}) at {}",
+                info.alias,
+                info.name,
+                info.path.display()
+            );
         }
         NodeCommand::Ls { dir, json } => {
             let dir = match dir {
                 Some(d) => d,
                 None => cairn_config::Config::load()?.nodes_dir(),
             };
-            let nodes = if dir.exists() { cairn_node::list_nodes(&dir)? } else { Vec::new() };
+            let nodes = if dir.exists() {
+                cairn_node::list_nodes(&dir)?
+            } else {
+                Vec::new()
+            };
             if json {
                 output::print_json(&nodes)?;
             } else {
@@ -91,7 +104,10 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
                         vec![
                             n.alias.clone(),
                             n.name.clone(),
-                            n.parent.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+                            n.parent
+                                .as_deref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|| "-".into()),
                             n.path.display().to_string(),
                         ]
                     })
@@ -110,7 +126,11 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
                 output::print_json(&nodes)?;
             } else {
                 for (depth, n) in family.nodes.iter().enumerate() {
-                    let branch = if depth == 0 { String::new() } else { format!("{}└─ ", "   ".repeat(depth - 1)) };
+                    let branch = if depth == 0 {
+                        String::new()
+                    } else {
+                        format!("{}└─ ", "   ".repeat(depth - 1))
+                    };
                     println!("{branch}{} ({})  {}", n.alias, n.name, n.path.display());
                 }
             }
@@ -138,7 +158,8 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
 
 fn load(leaf: &Path) -> anyhow::Result<cairn_node::Family> {
     let ctx = cairn_node::VarContext::from_process();
-    cairn_node::load_family(leaf, &ctx).with_context(|| format!("cannot load the family of {}", leaf.display()))
+    cairn_node::load_family(leaf, &ctx)
+        .with_context(|| format!("cannot load the family of {}", leaf.display()))
 }
 
 /// Human form of `cairn node config`: one `key = value  (file:line)` line per merged value.
@@ -149,9 +170,16 @@ fn config_text(merged: &serde_json::Value) -> String {
     }
     for (section, key_field) in [("exports", "mount"), ("environ", "key")] {
         out.push_str(&format!("{section}:\n"));
-        for entry in merged.get(section).and_then(|v| v.as_array()).into_iter().flatten() {
+        for entry in merged
+            .get(section)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
             let field = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let detail = field("path").or_else(|| field("value")).or_else(|| field("command").map(|c| format!("$({c})")));
+            let detail = field("path")
+                .or_else(|| field("value"))
+                .or_else(|| field("command").map(|c| format!("$({c})")));
             out.push_str(&format!(
                 "  {:<10} {}{}  ({})\n",
                 field("mode").unwrap_or_default(),
@@ -166,8 +194,14 @@ fn config_text(merged: &serde_json::Value) -> String {
 
 fn valued_lines(prefix: &str, value: &serde_json::Value, out: &mut String) {
     match value {
-        serde_json::Value::Object(map) if map.contains_key("value") && map.contains_key("origin") => {
-            out.push_str(&format!("{prefix} = {}  ({})\n", map["value"], origin_text(map.get("origin"))));
+        serde_json::Value::Object(map)
+            if map.contains_key("value") && map.contains_key("origin") =>
+        {
+            out.push_str(&format!(
+                "{prefix} = {}  ({})\n",
+                map["value"],
+                origin_text(map.get("origin"))
+            ));
         }
         serde_json::Value::Object(map) => {
             for (k, v) in map {

@@ -27,7 +27,12 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub print_bwrap: bool,
     /// The program and its arguments, passed exactly as given.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -57,7 +62,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.confdb_plug.is_empty() {
         anyhow::bail!("--confdb-plug needs the confdb daemon, which is not part of this build yet");
     }
-    let code = cairn_sandbox::run(&spec).with_context(|| format!("cannot run in {}", args.node.display()))?;
+    let code = cairn_sandbox::run(&spec)
+        .with_context(|| format!("cannot run in {}", args.node.display()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
@@ -72,20 +78,31 @@ fn check_seals(family: &cairn_node::Family, config: &cairn_config::Config) -> an
     }
     let trusted = config.config_dir.join("keys");
     let required_from = verify.origin.as_ref().and_then(|o| {
-        family.nodes.iter().position(|n| o.file.starts_with(&n.path))
+        family
+            .nodes
+            .iter()
+            .position(|n| o.file.starts_with(&n.path))
     });
     for (i, node) in family.nodes.iter().enumerate() {
         let must_be_sealed = required_from.is_some_and(|from| i >= from);
         if must_be_sealed && !node.path.join("etc/cairn/seal.json").exists() {
-            let origin = verify.origin.as_ref().map(|o| o.to_string()).unwrap_or_default();
+            let origin = verify
+                .origin
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_default();
             anyhow::bail!(
                 "refusing to run: node {} has no seal, and {origin} says verify: required (seal it with `cairn node seal {} --key K`)",
                 node.path.display(),
                 node.path.display()
             );
         }
-        cairn_pkg::check_seal(&node.path, &trusted)
-            .with_context(|| format!("refusing to run: node {} fails its seal check", node.path.display()))?;
+        cairn_pkg::check_seal(&node.path, &trusted).with_context(|| {
+            format!(
+                "refusing to run: node {} fails its seal check",
+                node.path.display()
+            )
+        })?;
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot find a home directory: HOME is not set")]
@@ -80,7 +83,11 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Env {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Env {
             cairn_root: var("CAIRN_ROOT"),
             euid: current_euid(),
@@ -105,16 +112,32 @@ pub fn default_dirs(env: &Env) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
         }
     };
     if env.euid == 0 {
-        return Ok((prefix("/etc/cairn"), prefix("/var/lib/cairn"), prefix("/run/cairn")));
+        return Ok((
+            prefix("/etc/cairn"),
+            prefix("/var/lib/cairn"),
+            prefix("/run/cairn"),
+        ));
     }
     if let Some(root) = &env.cairn_root {
         // Unprivileged under CAIRN_ROOT: the same layout inside the root, so that tests
         // read the same paths whoever runs them.
-        return Ok((root.join("etc/cairn"), root.join("var/lib/cairn"), root.join("run/cairn")));
+        return Ok((
+            root.join("etc/cairn"),
+            root.join("var/lib/cairn"),
+            root.join("run/cairn"),
+        ));
     }
     let home = env.home.clone().ok_or(Error::NoHome)?;
-    let config = env.xdg_config_home.clone().unwrap_or_else(|| home.join(".config")).join("cairn");
-    let state = env.xdg_state_home.clone().unwrap_or_else(|| home.join(".local/state")).join("cairn");
+    let config = env
+        .xdg_config_home
+        .clone()
+        .unwrap_or_else(|| home.join(".config"))
+        .join("cairn");
+    let state = env
+        .xdg_state_home
+        .clone()
+        .unwrap_or_else(|| home.join(".local/state"))
+        .join("cairn");
     let run = match &env.xdg_runtime_dir {
         Some(dir) => dir.join("cairn"),
         None => state.join("run"),
@@ -132,8 +155,10 @@ impl Config {
         let (config_dir, state_dir, run_dir) = default_dirs(env)?;
         let path = config_dir.join("cairn.toml");
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<File>(&text)
-                .map_err(|e| Error::Parse { path: path.clone(), message: one_line(&e.to_string()) })?,
+            Ok(text) => toml::from_str::<File>(&text).map_err(|e| Error::Parse {
+                path: path.clone(),
+                message: one_line(&e.to_string()),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
             Err(source) => return Err(Error::Read { path, source }),
         };
@@ -166,13 +191,19 @@ impl Config {
 
     /// True when `path` is inside this configuration's roots (used by tests and `rm` guards).
     pub fn owns(&self, path: &Path) -> bool {
-        [&self.config_dir, &self.state_dir, &self.run_dir].iter().any(|root| path.starts_with(root))
+        [&self.config_dir, &self.state_dir, &self.run_dir]
+            .iter()
+            .any(|root| path.starts_with(root))
     }
 }
 
 /// toml's errors span several lines (a caret drawing); Cairn's errors are one line.
 fn one_line(text: &str) -> String {
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -181,14 +212,28 @@ mod tests {
 
     #[test]
     fn root_uses_system_dirs() {
-        let env = Env { euid: 0, ..Env::default() };
+        let env = Env {
+            euid: 0,
+            ..Env::default()
+        };
         let (c, s, r) = default_dirs(&env).unwrap();
-        assert_eq!((c, s, r), ("/etc/cairn".into(), "/var/lib/cairn".into(), "/run/cairn".into()));
+        assert_eq!(
+            (c, s, r),
+            (
+                "/etc/cairn".into(),
+                "/var/lib/cairn".into(),
+                "/run/cairn".into()
+            )
+        );
     }
 
     #[test]
     fn cairn_root_prefixes_everything() {
-        let env = Env { euid: 1000, cairn_root: Some("/tmp/x".into()), ..Env::default() };
+        let env = Env {
+            euid: 1000,
+            cairn_root: Some("/tmp/x".into()),
+            ..Env::default()
+        };
         let (c, s, r) = default_dirs(&env).unwrap();
         assert_eq!(c, PathBuf::from("/tmp/x/etc/cairn"));
         assert_eq!(s, PathBuf::from("/tmp/x/var/lib/cairn"));
@@ -212,7 +257,11 @@ mod tests {
     #[test]
     fn toml_overrides_and_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let env = Env { euid: 0, cairn_root: Some(dir.path().into()), ..Env::default() };
+        let env = Env {
+            euid: 0,
+            cairn_root: Some(dir.path().into()),
+            ..Env::default()
+        };
         std::fs::create_dir_all(dir.path().join("etc/cairn")).unwrap();
         std::fs::write(
             dir.path().join("etc/cairn/cairn.toml"),
@@ -225,7 +274,10 @@ mod tests {
 
         std::fs::write(dir.path().join("etc/cairn/cairn.toml"), "[registry]\nx=1\n").unwrap();
         let err = Config::load_with(&env).unwrap_err().to_string();
-        assert!(err.contains("cairn.toml") && err.contains("registry"), "{err}");
+        assert!(
+            err.contains("cairn.toml") && err.contains("registry"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
     }
 }

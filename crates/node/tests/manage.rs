@@ -28,13 +28,7 @@ fn create_writes_a_loadable_node() {
     assert_eq!(info.path, p);
     assert_eq!(info.parent, None);
     assert!(uuid_like(&info.name), "{}", info.name);
-    for d in [
-        "etc/cairn/node.yaml",
-        "usr/bin",
-        "usr/lib",
-        "var",
-        "local",
-    ] {
+    for d in ["etc/cairn/node.yaml", "usr/bin", "usr/lib", "var", "local"] {
         assert!(p.join(d).exists(), "{d}");
     }
     assert_eq!(entries(&t.path().join("pool")), ["demo"]);
