@@ -481,3 +481,44 @@ fn daemon_prints_its_openapi_document() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(doc["paths"]["/v1/views/{account}/{schema}/{view}/watch"].is_object());
 }
+
+#[test]
+fn custodian_hooks_of_sandboxed_apps_run_through_cairn_run() {
+    let world = World::new();
+    let leaf = world.family();
+    let signed = signed_schema(&world);
+    // The hook runs inside the app's sandbox, with the variables passed in.
+    let hook = r#"data=$(cat); case "$data" in *6.6.6.6*) echo "banned by $CAIRN_APP for $CAIRN_VIEW" >&2; exit 1;; esac; printf '%s' "$data" | sed 's/eth9/eth0/'"#;
+    support::write(
+        &world.config_dir().join("apps/vpn.yaml"),
+        &format!(
+            "node: {}\nconfdb-plug: [acme/network/control-tunnel:custodian]\nhooks:\n  change-view: '{}'\n",
+            leaf.display(),
+            hook.replace('\'', "''")
+        ),
+    );
+    let _daemon = Daemon::start(&world);
+    world
+        .cairn()
+        .args(["conf", "schema", "add"])
+        .arg(&signed)
+        .assert()
+        .success();
+    world
+        .cairn()
+        .args(["conf", "set", TUNNEL, "interface=eth9"])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout_of(world.cairn().args(["conf", "get", TUNNEL, "interface"])),
+        "eth0\n"
+    );
+    assert_eq!(
+        error_of(
+            world
+                .cairn()
+                .args(["conf", "set", TUNNEL, "peers=[\"6.6.6.6\"]"])
+        ),
+        "cairn: cannot set \"peers\" through acme/network/control-tunnel: rejected by custodian \"vpn\": banned by vpn for acme/network/control-tunnel"
+    );
+}

@@ -70,10 +70,13 @@ impl HookRunner {
             kind: kind.name(),
             reason: one_line(&reason),
         };
-        let mut cmd = self.command(app, command).map_err(failed)?;
-        cmd.env("CAIRN_HOOK", kind.name())
-            .env("CAIRN_VIEW", view)
-            .env("CAIRN_APP", &app.name)
+        let env = [
+            ("CAIRN_HOOK", kind.name()),
+            ("CAIRN_VIEW", view),
+            ("CAIRN_APP", &app.name),
+        ];
+        let mut cmd = self.command(app, command, &env).map_err(failed)?;
+        cmd.envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,9 +135,14 @@ impl HookRunner {
             .map_err(|e| failed(format!("printed invalid JSON: {e}")))
     }
 
-    fn command(&self, app: &App, command: &str) -> Result<tokio::process::Command, String> {
+    fn command(
+        &self,
+        app: &App,
+        command: &str,
+        env: &[(&str, &str)],
+    ) -> Result<tokio::process::Command, String> {
         match (&app.node, app.source) {
-            (Some(node), _) => Ok(sandboxed(&self.exe, node, command)),
+            (Some(node), _) => Ok(sandboxed(&self.exe, node, command, env)),
             (None, AppSource::Config) => {
                 let mut cmd = tokio::process::Command::new("sh");
                 cmd.arg("-c").arg(command);
@@ -147,15 +155,20 @@ impl HookRunner {
     }
 }
 
-fn sandboxed(exe: &Path, node: &Path, command: &str) -> tokio::process::Command {
+/// `cairn run` starts the program with the nodes' environment, so the hook's variables go
+/// in as `--env` options.
+fn sandboxed(
+    exe: &Path,
+    node: &Path,
+    command: &str,
+    env: &[(&str, &str)],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("run")
-        .arg("--node")
-        .arg(node)
-        .arg("--")
-        .arg("sh")
-        .arg("-c")
-        .arg(command);
+    cmd.arg("run").arg("--node").arg(node);
+    for (key, value) in env {
+        cmd.arg("--env").arg(format!("{key}={value}"));
+    }
+    cmd.arg("--").arg("sh").arg("-c").arg(command);
     cmd
 }
 
@@ -283,7 +296,7 @@ mod tests {
             err,
             HookError::Rejected {
                 app: "vpn".into(),
-                message: "run --node /n/leaf -- sh -c x y".into()
+                message: "run --node /n/leaf --env CAIRN_HOOK=change-view --env CAIRN_VIEW=a/b/c --env CAIRN_APP=vpn -- sh -c x y".into()
             }
         );
         let err = runner

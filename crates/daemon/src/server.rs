@@ -88,6 +88,8 @@ pub struct Shared {
     policy: AdminPolicy,
     shutdown: watch::Sender<bool>,
     next_session: AtomicU64,
+    /// Requests served so far (the idle trimmer's activity signal).
+    requests: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -153,6 +155,7 @@ impl Daemon {
             policy,
             shutdown: watch::Sender::new(false),
             next_session: AtomicU64::new(1),
+            requests: AtomicU64::new(0),
             options,
         });
         let task = tokio::spawn(serve_socket(
@@ -270,7 +273,8 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let daemon = Daemon::start(options).await?;
         notify(&[sd_notify::NotifyState::Ready]);
-        crate::memory::release_startup_pages();
+        crate::memory::release_clean_pages();
+        let trimmer = tokio::spawn(trim_when_idle(daemon.shared.clone()));
         let watchdog = tokio::spawn(feed_watchdog());
         loop {
             tokio::select! {
@@ -285,6 +289,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         tracing::info!("shutting down");
         notify(&[sd_notify::NotifyState::Stopping]);
         watchdog.abort();
+        trimmer.abort();
         daemon.shutdown().await;
         Ok(())
     })
@@ -374,6 +379,10 @@ async fn serve_socket(
         )),
         Caller::App(_) => router,
     };
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        count_request,
+    ));
     let mut global = shared.shutdown.subscribe();
     let own_stop = async move {
         match stop {
@@ -397,6 +406,33 @@ async fn serve_socket(
     }
     if let Some(path) = socket {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+async fn count_request(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    next.run(request).await
+}
+
+/// After each burst of requests followed by a quiet period, hands the code pages the burst
+/// faulted in back to the kernel (see [`crate::memory`]).
+async fn trim_when_idle(shared: Arc<Shared>) {
+    const QUIET: Duration = Duration::from_secs(10);
+    let mut trimmed_at = shared.requests.load(Ordering::Relaxed);
+    let mut seen = trimmed_at;
+    let mut tick = tokio::time::interval(QUIET);
+    loop {
+        tick.tick().await;
+        let now = shared.requests.load(Ordering::Relaxed);
+        if now == seen && now != trimmed_at {
+            crate::memory::release_clean_pages();
+            trimmed_at = now;
+        }
+        seen = now;
     }
 }
 
@@ -776,6 +812,7 @@ mod tests {
             },
             shutdown: watch::Sender::new(false),
             next_session: AtomicU64::new(1),
+            requests: AtomicU64::new(0),
             options,
         })
     }
