@@ -59,12 +59,63 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", super::bwrap::command_line(&spec)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.confdb_plug.is_empty() {
-        anyhow::bail!("--confdb-plug needs the confdb daemon, which is not part of this build yet");
+    // The daemon is asked for the session before the sandbox forks: the client's runtime is
+    // gone by then, so the fork happens in a single-threaded process.
+    let session = if args.confdb_plug.is_empty() {
+        None
+    } else {
+        let session =
+            cairn_daemon::open_session(&config.admin_socket(), &args.node, &args.confdb_plug)?;
+        plug_session(&mut spec, &session)?;
+        Some(session)
+    };
+    let result = cairn_sandbox::run(&spec);
+    if let Some(session) = session {
+        if let Err(e) = session.close() {
+            tracing::warn!("cannot close the confdb session: {e}");
+        }
     }
-    let code = cairn_sandbox::run(&spec)
-        .with_context(|| format!("cannot run in {}", args.node.display()))?;
+    let code = result.with_context(|| format!("cannot run in {}", args.node.display()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Where the `cairn` binary appears inside a sandbox with confdb plugs, so that the program
+/// can run `cairn conf ...` (which finds the socket by itself).
+const SANDBOX_CAIRN_DIR: &str = "/run/cairn/bin";
+
+/// Gives the sandbox the session's socket at the well-known path, and the `cairn` binary.
+fn plug_session(
+    spec: &mut cairn_sandbox::SandboxSpec,
+    session: &cairn_daemon::Session,
+) -> anyhow::Result<()> {
+    use cairn_sandbox::Mount;
+    use std::ffi::OsString;
+    let socket_path = PathBuf::from(cairn_daemon::client::SANDBOX_SOCKET);
+    spec.mounts.push(Mount::Bind {
+        source: session.socket.clone(),
+        dest: socket_path.clone(),
+        readonly: false,
+    });
+    let exe = std::env::current_exe()
+        .context("cannot find the cairn binary to export into the sandbox")?;
+    spec.mounts.push(Mount::Bind {
+        source: exe,
+        dest: PathBuf::from(SANDBOX_CAIRN_DIR).join("cairn"),
+        readonly: true,
+    });
+    spec.env.retain(|(k, _)| k != "CAIRN_SOCKET");
+    spec.env
+        .push((OsString::from("CAIRN_SOCKET"), socket_path.into_os_string()));
+    match spec.env.iter_mut().find(|(k, _)| k == "PATH") {
+        Some((_, path)) => {
+            path.push(":");
+            path.push(SANDBOX_CAIRN_DIR);
+        }
+        None => spec
+            .env
+            .push((OsString::from("PATH"), OsString::from(SANDBOX_CAIRN_DIR))),
+    }
+    Ok(())
 }
 
 /// `verify: required`: every node at or below the one whose file asks for it must carry a
@@ -81,7 +132,7 @@ fn check_seals(family: &cairn_node::Family, config: &cairn_config::Config) -> an
         family
             .nodes
             .iter()
-            .position(|n| o.file.starts_with(&n.path))
+            .position(|n| n.files.iter().any(|f| f.as_path() == &*o.file))
     });
     for (i, node) in family.nodes.iter().enumerate() {
         let must_be_sealed = required_from.is_some_and(|from| i >= from);
