@@ -421,7 +421,8 @@ async fn count_request(
 /// After each burst of requests followed by a quiet period, hands the code pages the burst
 /// faulted in back to the kernel (see [`crate::memory`]).
 async fn trim_when_idle(shared: Arc<Shared>) {
-    const QUIET: Duration = Duration::from_secs(10);
+    // Trims once no request came for a whole tick: after 5 to 10 quiet seconds.
+    const QUIET: Duration = Duration::from_secs(5);
     let mut trimmed_at = shared.requests.load(Ordering::Relaxed);
     let mut seen = trimmed_at;
     let mut tick = tokio::time::interval(QUIET);
@@ -579,7 +580,15 @@ pub(crate) async fn write(
             if custodied.account != view.account || custodied.schema != view.schema {
                 continue;
             }
-            let proposed = tx.view_data(&custodied)?;
+            // A plug naming a view the schema lacks (or one with nothing readable) gives
+            // its custodian nothing to look at; that must not block other writers.
+            let proposed = match tx.view_data(&custodied) {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::warn!(app = %app.name, "custodian hook skipped: {e}");
+                    continue;
+                }
+            };
             let current = current_data(shared, &custodied).await;
             if same_data(&proposed, &current) {
                 continue;
