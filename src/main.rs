@@ -43,6 +43,9 @@ enum Command {
     /// Shared configuration through views (confdb).
     #[command(subcommand)]
     Conf(cmd::conf::ConfCommand),
+    /// Registered apps: host commands that run inside an image or a node family.
+    #[command(subcommand)]
+    App(cmd::app::AppCommand),
     /// Run the device daemon in the foreground.
     Daemon(cmd::daemon::DaemonArgs),
     /// Build a small demo node family under the state directory and run a program in it.
@@ -50,6 +53,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Called through an app's symlink: launch it, before clap could take any argument.
+    if let Some(code) = cmd::app::multi_call() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
         Command::Key(c) => cmd::key::run(c),
         Command::Image(c) => cmd::image::run(c),
         Command::Conf(c) => cmd::conf::run(c),
+        Command::App(c) => cmd::app::run(c),
         Command::Daemon(args) => cmd::daemon::run(args),
         Command::Demo(args) => cmd::demo::run(args),
     };

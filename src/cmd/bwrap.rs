@@ -63,6 +63,14 @@ pub fn command_line(spec: &SandboxSpec) -> anyhow::Result<String> {
                 std::fs::write(&file, contents)?;
                 push(&[OsStr::new("--ro-bind"), file.as_os_str(), dest.as_os_str()]);
             }
+            Mount::Overlay { dest, .. } => {
+                // bwrap's --overlay cannot choose overlayfs' xattr namespace, so an image
+                // root would lose its opaque directories: refuse rather than differ.
+                anyhow::bail!(
+                    "no bubblewrap equivalent for the overlay on {}",
+                    dest.display()
+                );
+            }
         }
     }
     push(&[OsStr::new("--remount-ro"), OsStr::new("/")]);

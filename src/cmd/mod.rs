@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod app;
 pub mod bwrap;
 pub mod conf;
 pub mod daemon;

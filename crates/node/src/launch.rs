@@ -142,7 +142,8 @@ fn dest_of(m: &Mount) -> &Path {
         | Mount::Mqueue { dest }
         | Mount::Symlink { dest, .. }
         | Mount::File { dest, .. }
-        | Mount::Dir { dest, .. } => dest,
+        | Mount::Dir { dest, .. }
+        | Mount::Overlay { dest, .. } => dest,
     }
 }
 

@@ -136,6 +136,10 @@ fn bwrap_args(net: bool, argv: &[OsString]) -> Vec<String> {
             ]),
             Mount::Dir { dest, .. } => a.extend(["--dir".into(), dest.display().to_string()]),
             Mount::Mqueue { dest } => a.extend(["--mqueue".into(), dest.display().to_string()]),
+            // This example never builds one; bwrap's --overlay would be the equivalent.
+            Mount::Overlay { dest, .. } => {
+                a.extend(["--tmp-overlay".into(), dest.display().to_string()])
+            }
         }
     }
     a.extend(["--remount-ro".into(), "/".into()]);

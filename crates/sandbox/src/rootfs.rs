@@ -21,6 +21,7 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -72,6 +73,14 @@ pub(crate) enum Op {
     Unlink {
         path: CString,
     },
+    /// Re-opens an overlay directory onto the descriptor number the mount options name.
+    /// The launching process opened it there already (checking it and reserving the
+    /// number), but overlayfs refuses directories opened in another mount namespace, so the
+    /// child opens it again inside its own, before the scratch root hides /tmp.
+    Reopen {
+        source: CString,
+        fd: c_int,
+    },
 }
 
 /// The prepared root: the scratch mount point and the steps to replay inside it.
@@ -81,6 +90,12 @@ pub(crate) struct RootPlan {
     ops: Vec<Op>,
     /// O_PATH descriptors of the bind sources, filled in by the child (no allocation there).
     fds: Vec<Cell<c_int>>,
+    /// An overlay covers `/`: the root is the instance's writable upper layer, so it is not
+    /// made read-only at the end.
+    root_overlay: bool,
+    /// Overlay directories opened by the launching process: they reserve the descriptor
+    /// numbers the mount options name as `/proc/self/fd/N` (see [`Op::Reopen`]).
+    _held: Vec<std::os::fd::OwnedFd>,
 }
 
 const ROOT_FLAGS: c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
@@ -93,10 +108,13 @@ impl RootPlan {
             b.add(mount)?;
         }
         let fds = (0..b.slots).map(|_| Cell::new(-1)).collect();
+        let root_overlay = b.overlays.iter().any(|o| o.dest == Path::new("/"));
         Ok(RootPlan {
             scratch: b.scratch_c,
             ops: b.ops,
             fds,
+            root_overlay,
+            _held: b.held,
         })
     }
 
@@ -134,13 +152,16 @@ impl RootPlan {
         for op in &self.ops {
             self.apply_op(op)?;
         }
-        // Read-only last: only the explicit writable mounts stay writable.
-        sys::mount_setattr(
-            scratch,
-            false,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-        .map_err(|e| Fail::new("make root read-only", b"", e))?;
+        // Read-only last: only the explicit writable mounts stay writable (an overlay root
+        // is one: it was mounted nosuid, nodev already).
+        if !self.root_overlay {
+            sys::mount_setattr(
+                scratch,
+                false,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            )
+            .map_err(|e| Fail::new("make root read-only", b"", e))?;
+        }
         sys::chdir(scratch).map_err(|e| Fail::new("chdir to new root", b"", e))?;
         sys::pivot_root(c".", c".").map_err(|e| Fail::new("pivot_root", b"", e))?;
         // The old root now sits on top of the new one at "/": detach it and everything below.
@@ -148,9 +169,18 @@ impl RootPlan {
         sys::chdir(root).map_err(|e| Fail::new("chdir", b"/", e))
     }
 
-    /// Opens every slotted bind source while the host tree is still fully visible.
+    /// Opens every slotted bind source and overlay directory while the host tree is still
+    /// fully visible.
     fn open_sources(&self) -> Result<(), Fail<'_>> {
         for op in &self.ops {
+            if let Op::Reopen { source, fd } = op {
+                let fail = |errno| Fail::new("open overlay directory", source.to_bytes(), errno);
+                let opened =
+                    sys::open(source, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(fail)?;
+                let moved = sys::dup_onto(opened, *fd);
+                sys::close(opened);
+                moved.map_err(fail)?;
+            }
             if let Op::Bind {
                 source,
                 path,
@@ -216,6 +246,8 @@ impl RootPlan {
             Op::Unlink { path } => {
                 sys::unlink(path).map_err(|e| Fail::new("unlink", self.shown(path), e))
             }
+            // Done by open_sources, before the root exists.
+            Op::Reopen { .. } => Ok(()),
         }
     }
 
@@ -315,6 +347,17 @@ pub(crate) struct Builder {
     staged: usize,
     /// Bind sources to open before the root is mounted.
     slots: usize,
+    /// Overlays so far, to check later mount points below them.
+    overlays: Vec<OverlayLayers>,
+    /// Open overlay directories (see [`RootPlan`]).
+    held: Vec<std::os::fd::OwnedFd>,
+}
+
+/// An overlay's destination and its directories, upper first then lower top first: the
+/// order in which a path is looked up.
+struct OverlayLayers {
+    dest: PathBuf,
+    dirs: Vec<PathBuf>,
 }
 
 /// Where File mounts that land on a mount are written before being bound into place.
@@ -333,6 +376,8 @@ impl Builder {
             mounted: Vec::new(),
             staged: 0,
             slots: 0,
+            overlays: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -367,6 +412,8 @@ impl Builder {
             Mount::Dev { dest } => dev::plan(self, dest),
             Mount::Symlink { target, dest } => {
                 let dest = self.resolve(dest)?;
+                // The link itself is created, not followed: only its parents matter.
+                self.check_below_overlays(dest.parent().unwrap_or(Path::new("/")))?;
                 self.parents(&dest)?;
                 let op = Op::Symlink {
                     target: cstring(target.as_os_str())?,
@@ -377,8 +424,16 @@ impl Builder {
                 Ok(())
             }
             Mount::File { dest, contents } => self.add_file(dest, contents),
+            Mount::Overlay {
+                lower,
+                upper,
+                work,
+                dest,
+                userxattr,
+            } => self.add_overlay(lower, upper, work, dest, *userxattr),
             Mount::Dir { dest, mode } => {
                 let dest = self.resolve(dest)?;
+                self.check_below_overlays(&dest)?;
                 self.parents(&dest)?;
                 let path = self.host(&dest)?;
                 self.ops.push(Op::Mkdir {
@@ -396,8 +451,85 @@ impl Builder {
         self.resolve(dest)
     }
 
+    fn add_overlay(
+        &mut self,
+        lower: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        dest: &Path,
+        userxattr: bool,
+    ) -> Result<(), Error> {
+        if lower.is_empty() {
+            return Err(Error::Spec(format!(
+                "overlay on {} has no lower layer",
+                dest.display()
+            )));
+        }
+        let mut dirs = vec![upper.to_path_buf()];
+        dirs.extend(lower.iter().cloned());
+        let mut open = |dir: &Path| -> Result<String, Error> {
+            let fd = open_overlay_dir(dir, dest)?;
+            let name = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            self.ops.push(Op::Reopen {
+                source: cstring(dir.as_os_str())?,
+                fd: fd.as_raw_fd(),
+            });
+            self.held.push(fd);
+            Ok(name)
+        };
+        let lowerdir = lower
+            .iter()
+            .map(|l| open(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let upperdir = open(upper)?;
+        let workdir = open(work)?;
+        let mut data = format!(
+            "lowerdir={},upperdir={upperdir},workdir={workdir}",
+            lowerdir.join(":"),
+        );
+        if userxattr {
+            data.push_str(",userxattr");
+        }
+        let resolved = self.resolve(dest)?;
+        self.check_below_overlays(&resolved)?;
+        self.add_fs(&resolved, "mount overlay", c"overlay", ROOT_FLAGS, &data)?;
+        self.overlays.push(OverlayLayers {
+            dest: resolved,
+            dirs,
+        });
+        Ok(())
+    }
+
+    /// Refuses a mount point that passes through a symlink of an earlier overlay's layers:
+    /// the set-up child resolves paths from the host's root, so an image's absolute link
+    /// would otherwise lead its mkdirs and mounts out to host directories.
+    fn check_below_overlays(&self, dest: &Path) -> Result<(), Error> {
+        for overlay in &self.overlays {
+            let Ok(rest) = dest.strip_prefix(&overlay.dest) else {
+                continue;
+            };
+            let mut sub = PathBuf::new();
+            for part in rest.components() {
+                sub.push(part);
+                let found = overlay
+                    .dirs
+                    .iter()
+                    .find_map(|d| std::fs::symlink_metadata(d.join(&sub)).ok());
+                if found.is_some_and(|m| m.file_type().is_symlink()) {
+                    return Err(Error::Spec(format!(
+                        "mount destination {} passes through a symlink of the overlay on {}",
+                        dest.display(),
+                        overlay.dest.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn add_bind(&mut self, source: &Path, dest: &Path, readonly: bool) -> Result<(), Error> {
         let dest = self.resolve(dest)?;
+        self.check_below_overlays(&dest)?;
         let meta = std::fs::metadata(source).map_err(|err| Error::BindSource {
             src: source.to_path_buf(),
             dest: dest.clone(),
@@ -434,6 +566,7 @@ impl Builder {
         data: &str,
     ) -> Result<(), Error> {
         let dest = self.resolve(dest)?;
+        self.check_below_overlays(&dest)?;
         self.dir(&dest)?;
         let path = self.host(&dest)?;
         self.ops.push(Op::Mount {
@@ -449,6 +582,7 @@ impl Builder {
 
     fn add_file(&mut self, dest: &Path, contents: &[u8]) -> Result<(), Error> {
         let dest = self.resolve(dest)?;
+        self.check_below_overlays(&dest)?;
         self.parents(&dest)?;
         let path = self.host(&dest)?;
         if !self.is_on_mount(&dest) {
@@ -563,6 +697,28 @@ impl Builder {
             dest.display()
         )))
     }
+}
+
+/// Opens an overlay directory (O_PATH, close-on-exec) so that the child can name it by fd.
+fn open_overlay_dir(dir: &Path, dest: &Path) -> Result<std::os::fd::OwnedFd, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !dir.is_absolute() {
+        return Err(Error::Spec(format!(
+            "overlay directory {} for {} is not absolute",
+            dir.display(),
+            dest.display()
+        )));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|err| Error::BindSource {
+            src: dir.to_path_buf(),
+            dest: dest.to_path_buf(),
+            err,
+        })?;
+    Ok(file.into())
 }
 
 /// Absolute, without `.`/`..`/duplicate slashes; `..` is refused rather than interpreted.
@@ -725,6 +881,81 @@ mod tests {
             );
             assert!(matches!(err, Err(Error::Spec(_))), "{dest}");
         }
+    }
+
+    #[test]
+    fn overlay_options_and_symlinked_mount_points() {
+        let layers = tempfile::tempdir().unwrap();
+        let l = |n: &str| layers.path().join(n);
+        for d in ["top", "base", "upper", "work"] {
+            std::fs::create_dir(l(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc", l("top/dev")).unwrap();
+        let overlay = Mount::Overlay {
+            lower: vec![l("top"), l("base")],
+            upper: l("upper"),
+            work: l("work"),
+            dest: "/".into(),
+            userxattr: true,
+        };
+        let p = RootPlan::new(std::slice::from_ref(&overlay), Path::new("/s")).unwrap();
+        let Some(Op::Mount { data, path, .. }) = p.ops().get(4) else {
+            panic!("{:?}", p.ops());
+        };
+        let fds: Vec<i32> = p._held.iter().map(|f| f.as_raw_fd()).collect();
+        let want = format!(
+            "lowerdir=/proc/self/fd/{}:/proc/self/fd/{},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{},userxattr",
+            fds[0], fds[1], fds[2], fds[3]
+        );
+        assert_eq!(data.to_str().unwrap(), want);
+        assert_eq!(path.to_str().unwrap(), "/s");
+        assert!(p.root_overlay);
+        let err = RootPlan::new(
+            &[
+                overlay.clone(),
+                Mount::Dev {
+                    dest: "/dev".into(),
+                },
+            ],
+            Path::new("/s"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("passes through a symlink"),
+            "{err}"
+        );
+        let ok = RootPlan::new(
+            &[
+                overlay,
+                Mount::Proc {
+                    dest: "/proc".into(),
+                },
+            ],
+            Path::new("/s"),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn overlay_with_bad_directories_is_refused() {
+        let missing = Mount::Overlay {
+            lower: vec!["/nonexistent/l".into()],
+            upper: "/tmp".into(),
+            work: "/tmp".into(),
+            dest: "/".into(),
+            userxattr: false,
+        };
+        let err = RootPlan::new(&[missing], Path::new("/s")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/l"), "{err}");
+        let relative = Mount::Overlay {
+            lower: vec!["tmp".into()],
+            upper: "/tmp".into(),
+            work: "/tmp".into(),
+            dest: "/".into(),
+            userxattr: false,
+        };
+        let err = RootPlan::new(&[relative], Path::new("/s"));
+        assert!(matches!(err, Err(Error::Spec(_))));
     }
 
     proptest! {

@@ -98,6 +98,20 @@ pub enum Mount {
     File { dest: PathBuf, contents: Vec<u8> },
     /// An empty directory (a mount point or a parent of one).
     Dir { dest: PathBuf, mode: u32 },
+    /// An overlayfs: read-only `lower` layers (TOP FIRST, as overlayfs' `lowerdir=` wants)
+    /// under a writable `upper` (with its `work` directory on the same filesystem). At `/` it
+    /// becomes the sandbox's root and stays writable (the upper layer is the instance's).
+    /// Mounts after it that land below it must not pass through a symlink of the layers.
+    Overlay {
+        lower: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        dest: PathBuf,
+        /// Opaque-directory and metacopy xattrs live in `user.overlay.*` (overlayfs'
+        /// `userxattr` option: rootless stores and user namespaces) rather than
+        /// `trusted.overlay.*` (a root store mounted without a user namespace).
+        userxattr: bool,
+    },
 }
 
 /// A Linux capability, by its kernel number (CAP_CHOWN = 0 ... CAP_CHECKPOINT_RESTORE = 40).

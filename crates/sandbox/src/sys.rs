@@ -112,6 +112,12 @@ pub(crate) fn open(path: &CStr, flags: c_int, mode: u32) -> SysResult<c_int> {
     check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) })
 }
 
+/// Makes `to` refer to what `from` refers to (close-on-exec), closing `to`'s old file.
+pub(crate) fn dup_onto(from: c_int, to: c_int) -> SysResult<()> {
+    // SAFETY: plain descriptor numbers; dup3 replaces `to` atomically.
+    check(unsafe { libc::dup3(from, to, libc::O_CLOEXEC) }).map(|_| ())
+}
+
 pub(crate) fn close(fd: c_int) {
     // SAFETY: closing an fd we own; errors are irrelevant (the fd is gone either way).
     unsafe { libc::close(fd) };

@@ -104,6 +104,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             mqueue_and_file_over_host_bind,
         ),
         ("stdin_passes", stdin_passes),
+        ("overlay_root", overlay_root),
         ("only_std_fds_inherited", only_std_fds_inherited),
         ("fork_bomb_contained", fork_bomb_contained),
         ("memory_hog_killed", memory_hog_killed),
@@ -349,6 +350,89 @@ fn host_paths_invisible(ctx: &Context) -> Outcome {
     let (_, out) = run_ok(&ctx.spec(&["exists", "/usr/bin", "/probe/probe"]));
     assert_eq!(value(&out, "/usr/bin"), "yes");
     assert_eq!(value(&out, "/probe/probe"), "yes");
+    Pass
+}
+
+/// Sets an xattr on a host directory (the opaque marker overlayfs reads).
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// An overlay of two layers as the root: the top layer wins, an opaque directory hides the
+/// base's content, writes land in the upper directory and the layers stay untouched. As root
+/// it also runs without a user namespace with trusted xattrs (how a root image store works).
+fn overlay_root(ctx: &Context) -> Outcome {
+    let variants: &[(bool, &str)] = if ctx.root {
+        &[
+            (true, "user.overlay.opaque"),
+            (false, "trusted.overlay.opaque"),
+        ]
+    } else {
+        &[(true, "user.overlay.opaque")]
+    };
+    for &(userns, xattr) in variants {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |n: &str| dir.path().join(n);
+        for sub in ["base/etc", "base/data", "top/etc", "top/data"] {
+            fs::create_dir_all(d(sub)).unwrap();
+        }
+        fs::write(d("base/etc/motd"), "base").unwrap();
+        fs::write(d("base/etc/base-only"), "kept").unwrap();
+        fs::write(d("base/data/old"), "old").unwrap();
+        fs::write(d("top/etc/motd"), "top").unwrap();
+        set_xattr(&d("top/data"), xattr, b"y");
+        // Each launch gets its own upper directory, as each app instance does.
+        let launch = |n: usize, probe: &[&str]| {
+            let (upper, work) = (d(&format!("upper{n}")), d(&format!("work{n}")));
+            fs::create_dir(&upper).unwrap();
+            fs::create_dir(&work).unwrap();
+            let mut spec = ctx.spec(probe);
+            spec.namespaces.user = userns;
+            spec.mounts.insert(
+                0,
+                Mount::Overlay {
+                    lower: vec![d("top"), d("base")],
+                    upper,
+                    work,
+                    dest: "/".into(),
+                    userxattr: userns,
+                },
+            );
+            run_ok(&spec)
+        };
+        let (code, out) = launch(0, &["cat", "/etc/motd", "/etc/base-only"]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(value(&out, "/etc/motd"), "top", "{xattr}");
+        assert_eq!(value(&out, "/etc/base-only"), "kept");
+        let (_, out) = launch(1, &["exists", "/data/old"]);
+        assert_eq!(
+            value(&out, "/data/old"),
+            "no",
+            "opaque dir ignored with {xattr}"
+        );
+        let (_, out) = launch(2, &["write", "/newfile"]);
+        assert_eq!(value(&out, "/newfile"), "ok");
+        assert_eq!(fs::read_to_string(d("upper2/newfile")).unwrap(), "written");
+        assert!(!d("top/newfile").exists() && !d("base/newfile").exists());
+    }
     Pass
 }
 

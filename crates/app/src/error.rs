@@ -1,0 +1,43 @@
+//! Errors of app configuration, registration and launch.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}:{line}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("app {name}: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("invalid app name {name:?}: expected lowercase letters, digits and dashes")]
+    Name { name: String },
+    #[error("no app named {name} (see `cairn app ls`)")]
+    NotFound { name: String },
+    #[error("app {name} is already registered (use --force to replace it)")]
+    Exists { name: String },
+    #[error("{} exists and is not this app's command (use --force to replace it)", path.display())]
+    PathTaken { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] cairn_image::Error),
+    #[error(transparent)]
+    Sandbox(#[from] cairn_sandbox::Error),
+    #[error(transparent)]
+    Config(#[from] cairn_config::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `cairn app register|ls|info|rm`, and the launch of a registered app when `cairn` is
+//! called through an app's symlink (multi-call: `NAME ARGS...`).
+//!
+//! The launch is a hot path like `cairn run`: no clap, no logging set-up, and the app's
+//! arguments are never looked at.
+
+use anyhow::Context;
+use cairn_app::{AppConfig, Apps, Engine, Mode};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::output::{print_json, print_table};
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Make NAME a host command that runs TARGET inside an image or a node family.
+    Register(Box<RegisterArgs>),
+    /// List registered apps.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an app's merged configuration.
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an app: its command, config, fragments, image pins and instances.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    pub name: String,
+    /// The image the app runs in (top layers).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// A base image below the image's layers.
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// Extra layer images between base and image (bottom first).
+    #[arg(long = "layer", value_name = "REF")]
+    pub layers: Vec<String>,
+    /// Run in this node family instead of an image.
+    #[arg(long, value_name = "LEAF")]
+    pub node: Option<PathBuf>,
+    /// The program to run (`/` = the image's entrypoint).
+    #[arg(long, value_name = "PATH")]
+    pub target: PathBuf,
+    /// Where the host command goes (default /usr/local/bin/NAME, ~/.local/bin/NAME).
+    #[arg(long, value_name = "PATH")]
+    pub app_path: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "native")]
+    pub engine: EngineArg,
+    #[arg(long, value_enum, default_value = "fresh")]
+    pub mode: ModeArg,
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Engine argument (native: --share-net).
+    #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub run_args: Vec<String>,
+    /// A tar archive unpacked into each instance before launch.
+    #[arg(long = "include-tar", value_name = "FILE")]
+    pub include_tar: Vec<PathBuf>,
+    /// A host file or directory copied into each instance at the same path.
+    #[arg(long = "include-path", value_name = "PATH")]
+    pub include_path: Vec<PathBuf>,
+    /// A confdb view the app plugs (VIEW[:custodian]).
+    #[arg(long = "confdb-plug", value_name = "VIEW")]
+    pub confdb_plug: Vec<String>,
+    /// Replace an existing app or command file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EngineArg {
+    Native,
+    Podman,
+    Vm,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Fresh,
+    Resume,
+    Attach,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
+    let config = cairn_config::Config::load()?;
+    let apps = Apps::new(&config);
+    match command {
+        AppCommand::Register(args) => register(&apps, *args)?,
+        AppCommand::Ls { json } => {
+            let list = apps.list()?;
+            if json {
+                print_json(&list)?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|a| match &a.config {
+                        Some(c) => vec![a.name.clone(), source(c), path_text(&c.target)],
+                        None => vec![
+                            a.name.clone(),
+                            format!("error: {}", a.error.clone().unwrap_or_default()),
+                            String::new(),
+                        ],
+                    })
+                    .collect::<Vec<_>>();
+                print_table(&["NAME", "SOURCE", "TARGET"], &rows);
+            }
+        }
+        AppCommand::Info { name, json } => {
+            let app = apps.load(&name)?;
+            if json {
+                print_json(&app)?;
+            } else {
+                print!("{}", cairn_app::config::to_yaml(&app)?);
+            }
+        }
+        AppCommand::Rm { name } => apps.remove(&name, &current_exe()?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn source(c: &AppConfig) -> String {
+    match (&c.image, &c.node) {
+        (Some(i), _) => format!("image {i}"),
+        (None, Some(n)) => format!("node {}", n.display()),
+        _ => String::new(),
+    }
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn current_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the cairn binary")
+}
+
+fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
+    let env = cairn_config::Env::from_process();
+    let app_path = match args.app_path {
+        Some(p) => p,
+        None => cairn_app::default_app_path(&args.name, &env)?,
+    };
+    let config = AppConfig {
+        image: args.image,
+        base: args.base,
+        layers: args.layers,
+        node: args.node,
+        vm: None,
+        target: Some(args.target),
+        app_path: Some(app_path.clone()),
+        engine: match args.engine {
+            EngineArg::Native => Engine::Native,
+            EngineArg::Podman => Engine::Podman,
+            EngineArg::Vm => Engine::Vm,
+        },
+        include_tar: args.include_tar,
+        include_path: args.include_path,
+        mode: match args.mode {
+            ModeArg::Fresh => Mode::Fresh,
+            ModeArg::Resume => Mode::Resume,
+            ModeArg::Attach => Mode::Attach,
+        },
+        run_args: args.run_args,
+        env: args.env.into_iter().collect(),
+        confdb_plug: args.confdb_plug,
+        hooks: Default::default(),
+    };
+    if let Some(leaf) = &config.node {
+        let ctx = cairn_node::VarContext::from_process();
+        cairn_node::load_family(leaf, &ctx)
+            .with_context(|| format!("app {}: node {}", args.name, leaf.display()))?;
+    }
+    apps.register(&args.name, &config, &current_exe()?, args.force)?;
+    eprintln!("registered {} as {}", args.name, app_path.display());
+    Ok(())
+}
+
+/// Multi-call entry: when argv[0] names a registered app (and is not `cairn`), launches it
+/// and returns its status; `None` lets the normal command line take over.
+pub fn multi_call() -> Option<ExitCode> {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    if name == "cairn" {
+        return None;
+    }
+    let config = cairn_config::Config::load().ok()?;
+    let apps = Apps::new(&config);
+    if !apps.is_registered(&name) {
+        return None;
+    }
+    let args: Vec<OsString> = argv.collect();
+    Some(match launch(&apps, &config, &name, args) {
+        Ok(code) => code,
+        Err(err) => {
+            crate::output::print_error(&err);
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn launch(
+    apps: &Apps,
+    config: &cairn_config::Config,
+    name: &str,
+    args: Vec<OsString>,
+) -> anyhow::Result<ExitCode> {
+    let app = apps.load(name)?;
+    app.validate(name)?;
+    let code = if let Some(leaf) = &app.node {
+        return run_node_app(&app, leaf, args);
+    } else {
+        cairn_app::run_image_app(apps, name, &app, args, config.cgroup.root.clone())
+            .with_context(|| format!("cannot run app {name}"))?
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Exactly `cairn run --node LEAF [--env K=V]... [--confdb-plug V]... -- TARGET ARGS`.
+fn run_node_app(app: &AppConfig, leaf: &Path, args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        run: super::run::RunArgs,
+    }
+    let mut argv: Vec<OsString> = vec!["cairn-run".into(), "--node".into(), leaf.into()];
+    for (k, v) in &app.env {
+        argv.push("--env".into());
+        argv.push(format!("{k}={v}").into());
+    }
+    for plug in &app.confdb_plug {
+        argv.push("--confdb-plug".into());
+        argv.push(plug.into());
+    }
+    argv.push("--".into());
+    argv.push(app.target.clone().unwrap_or_default().into());
+    argv.extend(args);
+    let wrap = Wrap::try_parse_from(argv).context("cannot build the run command")?;
+    super::run::run(wrap.run)
+}
