@@ -844,7 +844,7 @@ fn keys_create_list_export() {
         .args(["key", "export", "fleet"])
         .assert()
         .success()
-        .stdout(predicate::str::is_match("^cairn-ed25519 [0-9a-f]{64} fleet\n$").unwrap());
+        .stdout(predicate::str::is_match("^ed25519:[A-Za-z0-9+/]{43}=\n$").unwrap());
 }
 
 #[test]

@@ -22,18 +22,18 @@ pub enum KeyCommand {
 
 /// Where keys live: `<config_dir>/keys`.
 pub fn keys_dir() -> anyhow::Result<PathBuf> {
-    Ok(cairn_config::Config::load()?.config_dir.join("keys"))
+    Ok(cairn_config::Config::load()?.keys_dir())
 }
 
 pub fn run(command: KeyCommand) -> anyhow::Result<ExitCode> {
     let dir = keys_dir()?;
     match command {
         KeyCommand::Create { name } => {
-            let key = cairn_pkg::create_key(&dir, &name)?;
+            let key = cairn_keys::create_key(&dir, &name)?;
             println!("created key {} ({})", key.name, key.public);
         }
         KeyCommand::Ls { json } => {
-            let keys = cairn_pkg::list_keys(&dir)?;
+            let keys = cairn_keys::list_keys(&dir)?;
             if json {
                 output::print_json(&keys)?;
             } else {
@@ -47,7 +47,7 @@ pub fn run(command: KeyCommand) -> anyhow::Result<ExitCode> {
                 output::print_table(&["NAME", "KIND", "PUBLIC KEY"], &rows);
             }
         }
-        KeyCommand::Export { name } => print!("{}", cairn_pkg::export_key(&dir, &name)?),
+        KeyCommand::Export { name } => println!("{}", cairn_keys::export_key(&dir, &name)?),
     }
     Ok(ExitCode::SUCCESS)
 }

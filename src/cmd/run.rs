@@ -70,10 +70,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(session)
     };
     let result = cairn_sandbox::run(&spec);
-    if let Some(session) = session {
-        if let Err(e) = session.close() {
-            tracing::warn!("cannot close the confdb session: {e}");
-        }
+    if let Some(Err(e)) = session.map(cairn_daemon::Session::close) {
+        tracing::warn!("cannot close the confdb session: {e}");
     }
     let code = result.with_context(|| format!("cannot run in {}", args.node.display()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -127,7 +125,7 @@ fn check_seals(family: &cairn_node::Family, config: &cairn_config::Config) -> an
     if verify.value != cairn_node::Verify::Required {
         return Ok(());
     }
-    let trusted = config.config_dir.join("keys");
+    let trusted = config.keys_dir();
     let required_from = verify.origin.as_ref().and_then(|o| {
         family
             .nodes

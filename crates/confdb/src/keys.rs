@@ -1,7 +1,7 @@
-//! Signing keys, trusted keys and signed documents (ed25519; plain files, no daemon needed).
+//! Signed documents and trusted keys (ed25519; plain files, no daemon needed).
 //!
-//! - A private key is `<dir>/<name>.key` (mode 0600) holding `ed25519-private:<base64 seed>`.
-//! - A public key's text form is `ed25519:<base64>`.
+//! - Signing keys are Cairn's one keyring (crate `cairn-keys`, `<config>/keys`), the same keys
+//!   that seal nodes; a public key's text form is `ed25519:<base64>`.
 //! - The trust store holds `<dir>/<account>.keys`, one public key a line.
 //! - A signed document is the document followed by one last line
 //!   `#cairn-signature: ed25519:<public key> <base64 signature>`; the signature covers every
@@ -11,60 +11,38 @@ use crate::error::Error;
 use crate::schema::check_account;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-const PRIVATE_PREFIX: &str = "ed25519-private:";
-const PUBLIC_PREFIX: &str = "ed25519:";
 const SIGNATURE_PREFIX: &str = "#cairn-signature: ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublicKey(VerifyingKey);
+pub use cairn_keys::PublicKey;
 
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PUBLIC_PREFIX}{}", B64.encode(self.0.as_bytes()))
-    }
-}
-
-impl FromStr for PublicKey {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |why: &str| {
-            Error::Trust(format!(
-                "invalid public key \"{s}\": {why} (expected ed25519:<base64>)"
-            ))
-        };
-        let b64 = s
-            .trim()
-            .strip_prefix(PUBLIC_PREFIX)
-            .ok_or_else(|| bad("missing ed25519: prefix"))?;
-        let bytes = B64.decode(b64).map_err(|_| bad("not base64"))?;
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad("not 32 bytes"))?;
-        VerifyingKey::from_bytes(&arr)
-            .map(PublicKey)
-            .map_err(|_| bad("not a valid ed25519 point"))
-    }
-}
-
-fn check_key_name(name: &str) -> Result<(), Error> {
-    crate::path::check_segment(name).map_err(|reason| Error::Key {
+/// A keyring error as confdb reports it.
+fn key_error(name: &str, e: cairn_keys::Error) -> Error {
+    Error::Key {
         name: name.to_string(),
-        reason: format!("invalid name: {reason}"),
-    })
+        reason: e.to_string(),
+    }
 }
 
-fn key_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.key"))
+/// Creates a new signing key in the keyring at `dir`; refuses to overwrite one.
+pub fn create_key(dir: &Path, name: &str) -> Result<PublicKey, Error> {
+    let info = cairn_keys::create_key(dir, name).map_err(|e| key_error(name, e))?;
+    info.public.parse().map_err(|e| key_error(name, e))
+}
+
+fn load_private(dir: &Path, name: &str) -> Result<SigningKey, Error> {
+    cairn_keys::load_signing_key(dir, name).map_err(|e| key_error(name, e))
+}
+
+/// The public half of a private key, in text form (`ed25519:<base64>`).
+pub fn export_public(dir: &Path, name: &str) -> Result<String, Error> {
+    cairn_keys::export_key(dir, name).map_err(|e| key_error(name, e))
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename, with `mode`.
@@ -89,64 +67,6 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
         return Err(Error::io(path, e));
     }
     Ok(())
-}
-
-/// Creates a new private key `<dir>/<name>.key` (0600); refuses to overwrite one.
-pub fn create_key(dir: &Path, name: &str) -> Result<PublicKey, Error> {
-    check_key_name(name)?;
-    let path = key_path(dir, name);
-    if path.exists() {
-        return Err(Error::Key {
-            name: name.to_string(),
-            reason: format!("already exists at {}", path.display()),
-        });
-    }
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        // Only the owner needs to list private keys.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::Key {
-        name: name.to_string(),
-        reason: format!("no randomness: {e}"),
-    })?;
-    let signing = SigningKey::from_bytes(&seed);
-    write_atomic(
-        &path,
-        format!("{PRIVATE_PREFIX}{}\n", B64.encode(seed)).as_bytes(),
-        0o600,
-    )?;
-    Ok(PublicKey(signing.verifying_key()))
-}
-
-fn load_private(dir: &Path, name: &str) -> Result<SigningKey, Error> {
-    check_key_name(name)?;
-    let path = key_path(dir, name);
-    let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Key {
-            name: name.to_string(),
-            reason: format!(
-                "not found in {} (create it with `cairn conf key create {name}`)",
-                dir.display()
-            ),
-        },
-        _ => Error::io(&path, e),
-    })?;
-    let bad = || Error::Key {
-        name: name.to_string(),
-        reason: format!("{} is not a cairn private key", path.display()),
-    };
-    let b64 = text.trim().strip_prefix(PRIVATE_PREFIX).ok_or_else(bad)?;
-    let bytes = B64.decode(b64).map_err(|_| bad())?;
-    let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
-    Ok(SigningKey::from_bytes(&seed))
-}
-
-/// The public half of a private key, in text form (`ed25519:<base64>`).
-pub fn export_public(dir: &Path, name: &str) -> Result<String, Error> {
-    Ok(PublicKey(load_private(dir, name)?.verifying_key()).to_string())
 }
 
 /// Appends the signature line to `document` (a newline is added first if missing).
@@ -260,7 +180,9 @@ impl TrustStore {
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
             {
-                let key: PublicKey = line.parse()?;
+                let key: PublicKey = line
+                    .parse()
+                    .map_err(|e: cairn_keys::Error| Error::Trust(e.to_string()))?;
                 keys.insert(key.to_string());
             }
         }
@@ -270,7 +192,9 @@ impl TrustStore {
     /// Adds a key for `account` to `<dir>/<account>.keys` (atomically; adding twice is fine).
     pub fn add(dir: &Path, account: &str, public_key: &str) -> Result<(), Error> {
         check_account(account).map_err(Error::Trust)?;
-        let key: PublicKey = public_key.parse()?;
+        let key: PublicKey = public_key
+            .parse()
+            .map_err(|e: cairn_keys::Error| Error::Trust(e.to_string()))?;
         let path = dir.join(format!("{account}.keys"));
         let existing = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -362,7 +286,7 @@ mod tests {
             sign_document(dir.path(), "nope", b"x")
                 .unwrap_err()
                 .to_string()
-                .contains("not found")
+                .contains("no key nope")
         );
     }
 

@@ -184,6 +184,11 @@ impl Config {
         self.config_dir.join("cairn.toml")
     }
 
+    /// Cairn's one keyring (`cairn key`): node seals and signed confdb schemas.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.config_dir.join("keys")
+    }
+
     /// The admin socket of the daemon.
     pub fn admin_socket(&self) -> PathBuf {
         self.run_dir.join("cairn.sock")

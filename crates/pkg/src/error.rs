@@ -81,12 +81,8 @@ pub enum Error {
         "{node}: an interrupted package transaction is pending (run any install/remove to repair)"
     )]
     Interrupted { node: PathBuf },
-    #[error("bad key name {name:?} (expected [a-z0-9][a-z0-9_-]*)")]
-    BadKeyName { name: String },
-    #[error("key {name} already exists in {dir}")]
-    KeyExists { name: String, dir: PathBuf },
-    #[error("{path}: bad key file: {reason}")]
-    BadKey { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Keys(#[from] cairn_keys::Error),
     #[error("{path}: bad seal: {reason}")]
     BadSeal { path: PathBuf, reason: String },
     #[error("{node}: seal is signed by a key not in {dir}")]

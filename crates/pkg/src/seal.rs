@@ -61,7 +61,7 @@ pub fn seal(
     let manifest =
         serde_json::to_string(&Manifest { files }).map_err(json_err(&opened.leaf.seal()))?;
     let signature = key.sign(manifest.as_bytes());
-    let public = hex(key.verifying_key().as_bytes());
+    let public = cairn_keys::PublicKey(key.verifying_key()).to_string();
     let file = SealFile {
         format: 1,
         key_name: key_name.to_string(),
@@ -97,7 +97,7 @@ pub fn check_seal(node: &Path, trusted_keys_dir: &Path) -> Result<(), Error> {
     }
     let trusted = list_keys(trusted_keys_dir)?
         .into_iter()
-        .find(|k| k.public.eq_ignore_ascii_case(&file.key))
+        .find(|k| k.public == file.key)
         .ok_or_else(|| Error::UntrustedSeal {
             node: node.to_path_buf(),
             dir: trusted_keys_dir.to_path_buf(),
@@ -106,7 +106,8 @@ pub fn check_seal(node: &Path, trusted_keys_dir: &Path) -> Result<(), Error> {
     let signature: [u8; 64] = unhex(&file.signature)
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| bad("signature is not 64 bytes of hex"))?;
-    key.verify(file.manifest.as_bytes(), &Signature::from_bytes(&signature))
+    key.0
+        .verify(file.manifest.as_bytes(), &Signature::from_bytes(&signature))
         .map_err(|_| bad("signature does not match the manifest"))?;
     let manifest: Manifest =
         serde_json::from_str(&file.manifest).map_err(|e| bad(&e.to_string()))?;
