@@ -1,0 +1,229 @@
+//! End-to-end tests of `cairn app` and of app launches through their symlinks (the real
+//! binary, as root: images built from Debian's static busybox).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cairn_image::RuntimeConfig;
+use cairn_image::testkit::{Entry, ImageSpec, busybox_layer, layer_tar};
+use cairn_image::unpack::Compression;
+use support::{World, is_root, skip};
+
+/// Imports a busybox image as `local/busybox:1` into the world's store.
+fn import_busybox(world: &World) {
+    let layout = world.path("layout");
+    ImageSpec {
+        runtime: RuntimeConfig {
+            entrypoint: vec!["/bin/sh".into()],
+            env: vec!["FROM_IMAGE=yes".into()],
+            ..RuntimeConfig::default()
+        },
+        ..ImageSpec::default()
+    }
+    .layer(&busybox_layer().unwrap(), Compression::Gzip)
+    .unwrap()
+    .write_oci_layout(&layout, Some("local/busybox:1"))
+    .unwrap();
+    world
+        .cairn()
+        .args(["image", "import"])
+        .arg(&layout)
+        .assert()
+        .success();
+}
+
+/// Runs the app command at `path` (argv[0] = its file name) with `args` and `stdin`.
+fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(path)
+        .args(args)
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn instances(world: &World, app: &str) -> Vec<PathBuf> {
+    match fs::read_dir(world.path("run/cairn/instances").join(app)) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn image_app_register_launch_and_remove() {
+    if !is_root() {
+        return skip("image apps test needs root");
+    }
+    let world = World::new();
+    import_busybox(&world);
+    let tar = layer_tar(&[
+        Entry::Dir {
+            path: "opt/inc".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "opt/inc/file".into(),
+            data: b"from tar\n".to_vec(),
+            mode: 0o644,
+        },
+    ])
+    .unwrap();
+    let tar_path = world.path("include.tar");
+    fs::write(&tar_path, tar).unwrap();
+    // Outside /tmp: the sandbox's /tmp is a fresh tmpfs over the instance.
+    let host_tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let host_dir = host_tmp.path().join("hostdata");
+    support::write(&host_dir.join("conf"), "from host\n");
+    let app_path = world.path("bin/hello");
+    world
+        .cairn()
+        .args(["app", "register", "hello", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh", "--env", "APP_VAR=set"])
+        .arg("--app-path")
+        .arg(&app_path)
+        .arg("--include-tar")
+        .arg(&tar_path)
+        .arg("--include-path")
+        .arg(&host_dir)
+        .assert()
+        .success();
+    assert_eq!(fs::read_link(&app_path).unwrap(), support::cairn_bin());
+
+    // Arguments pass exactly: spaces, empty strings, %, @, --help.
+    let script = r#"for a in "$@"; do printf '[%s]\n' "$a"; done"#;
+    let out = call(
+        &world,
+        &app_path,
+        &["-c", script, "x", "a b", "", "%x", "@y", "--help"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[a b]\n[]\n[%x]\n[@y]\n[--help]\n");
+
+    // Exit status, stdin, separate streams, environment, provisioned files.
+    let out = call(&world, &app_path, &["-c", "exit 42"], b"");
+    assert_eq!(out.status.code(), Some(42));
+    let out = call(&world, &app_path, &["-c", "cat"], b"piped in\n");
+    assert_eq!(text(&out.stdout), "piped in\n");
+    let out = call(&world, &app_path, &["-c", "echo out; echo err >&2"], b"");
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("out\n".into(), "err\n".into())
+    );
+    let conf = host_dir.join("conf");
+    let show = format!(
+        "echo $APP_VAR $FROM_IMAGE; cat /opt/inc/file {}",
+        conf.display()
+    );
+    let out = call(&world, &app_path, &["-c", &show], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "set yes\nfrom tar\nfrom host\n");
+    assert_eq!(instances(&world, "hello"), Vec::<PathBuf>::new());
+
+    // A stale instance (dead owner) goes at the next launch.
+    let stale = world.path("run/cairn/instances/hello/999999999-1/work/work");
+    fs::create_dir_all(&stale).unwrap();
+    call(&world, &app_path, &["-c", "true"], b"");
+    assert_eq!(instances(&world, "hello"), Vec::<PathBuf>::new());
+
+    // Registering again needs --force.
+    let again = world
+        .cairn()
+        .args(["app", "register", "hello", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh"])
+        .arg("--app-path")
+        .arg(&app_path)
+        .assert()
+        .failure();
+    assert!(text(&again.get_output().stderr).contains("already registered"));
+
+    let ls = world
+        .cairn()
+        .args(["app", "ls", "--json"])
+        .assert()
+        .success();
+    assert!(text(&ls.get_output().stdout).contains("\"hello\""));
+
+    world
+        .cairn()
+        .args(["app", "rm", "hello"])
+        .assert()
+        .success();
+    assert!(fs::symlink_metadata(&app_path).is_err());
+    assert!(!world.path("etc/cairn/apps/hello.yaml").exists());
+    assert!(!world.path("run/cairn/instances/hello").exists());
+    let index = fs::read_to_string(world.path("var/lib/cairn/images/index.json")).unwrap();
+    assert!(!index.contains("app:hello"), "{index}");
+}
+
+#[test]
+fn node_app_runs_like_cairn_run() {
+    if !is_root() {
+        return skip("node app test needs root");
+    }
+    let world = World::new();
+    let leaf = world.family();
+    let app_path = world.path("bin/tool");
+    world
+        .cairn()
+        .args(["app", "register", "tool", "--target", "/bin/sh"])
+        .arg("--node")
+        .arg(&leaf)
+        .arg("--app-path")
+        .arg(&app_path)
+        .assert()
+        .success();
+    let out = call(
+        &world,
+        &app_path,
+        &[
+            "-c",
+            r#"printf '[%s]' "$@"; exit 7"#,
+            "x",
+            "--help",
+            "",
+            "@y",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[--help][][@y]");
+}
+
+#[test]
+fn bad_config_is_one_line_with_file_and_line() {
+    let world = World::new();
+    let apps = world.config_dir().join("apps");
+    support::write(
+        &apps.join("broken.yaml"),
+        "image: local/x:1\ntarget: /bin/sh\nbogus: 1\n",
+    );
+    let link = world.path("bin/broken");
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(support::cairn_bin(), &link).unwrap();
+    let out = call(&world, &link, &["--help"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}:3:", apps.join("broken.yaml").display())),
+        "{err}"
+    );
+    assert!(err.contains("bogus"), "{err}");
+}
