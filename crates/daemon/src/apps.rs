@@ -60,6 +60,9 @@ pub enum AppError {
 #[derive(Debug, Default, Deserialize)]
 struct AppFile {
     node: Option<PathBuf>,
+    /// Image and VM apps: their hooks would need that engine, which hooks do not use yet.
+    image: Option<String>,
+    vm: Option<String>,
     #[serde(default, rename = "confdb-plug")]
     confdb_plug: Vec<String>,
     #[serde(default)]
@@ -155,11 +158,21 @@ pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
         .map(|p| parse_plug(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("confdb-plug: {e}")))?;
+    let mut hooks = file.hooks;
+    let other_engine = file.image.is_some() || file.vm.is_some();
+    if file.node.is_none() && other_engine && hooks != Hooks::default() {
+        // Running them on the host instead would be a silent sandbox escape.
+        tracing::warn!(
+            "{}: hooks of image and vm apps are not supported yet; ignoring them",
+            path.display()
+        );
+        hooks = Hooks::default();
+    }
     Ok(App {
         name: name.to_string(),
         node: file.node,
         plugs,
-        hooks: file.hooks,
+        hooks,
         source: AppSource::Config,
     })
 }
@@ -238,6 +251,14 @@ mod tests {
         assert!(app.plug("acme/network/other").is_none());
         assert_eq!(app.hooks.change_view.as_deref(), Some("./check"));
         assert_eq!(app.hooks.observe_view, None);
+    }
+
+    #[test]
+    fn hooks_of_image_apps_are_not_run_on_the_host() {
+        let text = "image: r/x:1\nconfdb-plug: [a/b/c:custodian]\nhooks: {change-view: ./x}\n";
+        let app = parse_app("x", Path::new("x.yaml"), text).unwrap();
+        assert_eq!(app.hooks, Hooks::default());
+        assert_eq!(app.plugs.len(), 1);
     }
 
     #[test]

@@ -576,7 +576,11 @@ fn admin_socket_refuses_users_outside_root_and_group_cairn() {
     let _daemon = start(&root);
     // The file mode (0660) already keeps others out; open it to reach the credential check.
     std::fs::set_permissions(root.admin(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // The test binary may sit where `nobody` cannot reach it (a checkout under /root).
+    let exe = root.dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
         .args([
             "--exact",
             "child_client_process",
