@@ -15,6 +15,49 @@ use cairn_image::testkit::{Entry, ImageSpec, busybox_layer, layer_tar};
 use cairn_image::unpack::Compression;
 use support::{World, is_root, skip};
 
+/// OCI layouts below `dir`: `busybox` (local/busybox:1) and `delta` (local/delta:1: one
+/// layer with an opaque /var/cache and a whiteout for /etc/motd, meant to go over busybox).
+fn write_layouts(dir: &Path) -> (PathBuf, PathBuf) {
+    let busybox = dir.join("busybox");
+    ImageSpec {
+        runtime: RuntimeConfig {
+            entrypoint: vec!["/bin/sh".into()],
+            env: vec!["FROM_IMAGE=yes".into()],
+            ..RuntimeConfig::default()
+        },
+        ..ImageSpec::default()
+    }
+    .layer(&busybox_layer().unwrap(), Compression::Gzip)
+    .unwrap()
+    .write_oci_layout(&busybox, Some("local/busybox:1"))
+    .unwrap();
+    let delta = dir.join("delta");
+    let tar = layer_tar(&[
+        Entry::Opaque {
+            dir: "var/cache".into(),
+        },
+        Entry::Whiteout {
+            path: "etc/motd".into(),
+        },
+        Entry::File {
+            path: "etc/delta".into(),
+            data: b"delta\n".to_vec(),
+            mode: 0o644,
+        },
+    ])
+    .unwrap();
+    ImageSpec::default()
+        .layer(&tar, Compression::None)
+        .unwrap()
+        .write_oci_layout(&delta, Some("local/delta:1"))
+        .unwrap();
+    (busybox, delta)
+}
+
+/// The delta over its base: opaque directory and whiteout hide the base's files.
+const LAYERS_CHECK: &str =
+    "cat /etc/delta; test -e /var/cache/base/old || test -e /etc/motd || echo hidden";
+
 /// Imports a busybox image as `local/busybox:1` into the world's store.
 fn import_busybox(world: &World) {
     let layout = world.path("layout");
@@ -160,6 +203,31 @@ fn image_app_register_launch_and_remove() {
         .success();
     assert!(text(&ls.get_output().stdout).contains("\"hello\""));
 
+    // A delta image over a base: layers compose, opaque dirs and whiteouts apply.
+    let (_, delta) = write_layouts(&world.path("layouts"));
+    world
+        .cairn()
+        .args(["image", "import"])
+        .arg(&delta)
+        .assert()
+        .success();
+    let delta_path = world.path("bin/delta");
+    world
+        .cairn()
+        .args(["app", "register", "delta", "--base", "local/busybox:1"])
+        .args(["--image", "local/delta:1", "--target", "/bin/sh"])
+        .arg("--app-path")
+        .arg(&delta_path)
+        .assert()
+        .success();
+    let out = call(&world, &delta_path, &["-c", LAYERS_CHECK], b"");
+    assert_eq!(
+        text(&out.stdout),
+        "delta\nhidden\n",
+        "{}",
+        text(&out.stderr)
+    );
+
     world
         .cairn()
         .args(["app", "rm", "hello"])
@@ -226,4 +294,75 @@ fn bad_config_is_one_line_with_file_and_line() {
         "{err}"
     );
     assert!(err.contains("bogus"), "{err}");
+}
+
+/// As an unprivileged user: a rootless store (user.overlay xattrs) and launches in a user
+/// namespace with overlayfs' userxattr option.
+#[test]
+fn rootless_image_app() {
+    use std::ffi::OsStr;
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        return skip("rootless app test switches to nobody with setpriv (needs root)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (busybox, delta) = write_layouts(&work.path().join("layouts"));
+    let root = work.path().join("root");
+    fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |program: &Path, args: &[&OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("CAIRN_ROOT", &root)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
+    let cairn = support::cairn_bin();
+    for layout in [&busybox, &delta] {
+        let args = [
+            OsStr::new("image"),
+            OsStr::new("import"),
+            layout.as_os_str(),
+        ];
+        ok(as_nobody(&cairn, &args));
+    }
+    let app_path = root.join("bin/rl");
+    let mut register: Vec<&OsStr> = ["app", "register", "rl", "--base", "local/busybox:1"]
+        .iter()
+        .chain(&[
+            "--image",
+            "local/delta:1",
+            "--target",
+            "/bin/sh",
+            "--app-path",
+        ])
+        .map(OsStr::new)
+        .collect();
+    register.push(app_path.as_os_str());
+    ok(as_nobody(&cairn, &register));
+    let out = ok(as_nobody(
+        &app_path,
+        &[OsStr::new("-c"), OsStr::new(LAYERS_CHECK)],
+    ));
+    assert_eq!(text(&out.stdout), "delta\nhidden\n");
+    let out = as_nobody(&app_path, &[OsStr::new("-c"), OsStr::new("exit 42")]);
+    assert_eq!(out.status.code(), Some(42), "{}", text(&out.stderr));
+    let left: Vec<_> = fs::read_dir(root.join("run/cairn/instances/rl"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    ok(as_nobody(
+        &cairn,
+        &[OsStr::new("app"), OsStr::new("rm"), OsStr::new("rl")],
+    ));
+    assert!(fs::symlink_metadata(&app_path).is_err());
 }
