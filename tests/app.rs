@@ -185,6 +185,45 @@ fn image_app_register_launch_and_remove() {
     call(&world, &app_path, &["-c", "true"], b"");
     assert_eq!(instances(&world, "hello"), Vec::<PathBuf>::new());
 
+    // A running instance shows in `app ps`; `app stop` ends it (SIGTERM forwarded to the
+    // target) and the launcher removes the instance.
+    let mut child = Command::new(&app_path)
+        .args(["-c", "echo ready; exec /bin/busybox sleep 600"])
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    let ps = world
+        .cairn()
+        .args(["app", "ps", "--json"])
+        .assert()
+        .success();
+    let ps: serde_json::Value = serde_json::from_slice(&ps.get_output().stdout).unwrap();
+    assert_eq!(ps[0]["app"], "hello", "{ps}");
+    assert_eq!(ps[0]["id"], child.id(), "{ps}");
+    world
+        .cairn()
+        .args(["app", "stop", &format!("hello@{}", child.id())])
+        .assert()
+        .success();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    assert_eq!(instances(&world, "hello"), Vec::<PathBuf>::new());
+    let none = world
+        .cairn()
+        .args(["app", "stop", "hello"])
+        .assert()
+        .failure();
+    assert!(text(&none.get_output().stderr).contains("no running instance"));
+
     // Registering again needs --force.
     let again = world
         .cairn()

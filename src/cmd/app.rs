@@ -30,6 +30,16 @@ pub enum AppCommand {
     },
     /// Remove an app: its command, config, fragments, image pins and instances.
     Rm { name: String },
+    /// List running instances (ID = the pid of the launching process).
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop an app's instances, or one of them (NAME@ID): SIGTERM to the target.
+    Stop {
+        #[arg(value_name = "NAME[@ID]")]
+        instance: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +140,33 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::Rm { name } => apps.remove(&name, &current_exe()?)?,
+        AppCommand::Ps { json } => {
+            let list = cairn_app::instance::running(&apps.instances)?;
+            if json {
+                print_json(&list)?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|r| vec![r.app.clone(), r.id.to_string(), r.dir.display().to_string()])
+                    .collect::<Vec<_>>();
+                print_table(&["APP", "ID", "DIRECTORY"], &rows);
+            }
+        }
+        AppCommand::Stop { instance } => {
+            let (name, id) = match instance.split_once('@') {
+                Some((name, id)) => {
+                    let id = id
+                        .parse::<u32>()
+                        .with_context(|| format!("invalid instance id in {instance:?}"))?;
+                    (name, Some(id))
+                }
+                None => (instance.as_str(), None),
+            };
+            cairn_app::check_name(name)?;
+            for id in cairn_app::instance::stop(&apps.instances, name, id)? {
+                eprintln!("stopping {name}@{id}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,8 @@ pub enum Error {
     Name { name: String },
     #[error("no app named {name} (see `cairn app ls`)")]
     NotFound { name: String },
+    #[error("no running instance of {what} (see `cairn app ps`)")]
+    NotRunning { what: String },
     #[error("app {name} is already registered (use --force to replace it)")]
     Exists { name: String },
     #[error("{} exists and is not this app's command (use --force to replace it)", path.display())]

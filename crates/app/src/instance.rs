@@ -52,6 +52,73 @@ impl Drop for Instance {
     }
 }
 
+/// A live instance: the app, and the pid of the launching process that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Running {
+    pub app: String,
+    pub id: u32,
+    pub dir: PathBuf,
+}
+
+/// Every live instance below `instances` (`<run>/instances`), by app then id.
+pub fn running(instances: &Path) -> Result<Vec<Running>, Error> {
+    let mut out = Vec::new();
+    let apps = match std::fs::read_dir(instances) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(instances, e)),
+    };
+    for app in apps.flatten() {
+        let Some(name) = app.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(app.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(id) = entry.file_name().to_str().and_then(live_owner) {
+                out.push(Running {
+                    app: name.clone(),
+                    id,
+                    dir: entry.path(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.app, a.id).cmp(&(&b.app, b.id)));
+    Ok(out)
+}
+
+/// Asks the launchers of `app`'s instances (or only instance `id`) to stop: SIGTERM, which
+/// they forward into the sandbox; each removes its instance when the target has exited.
+/// Returns the ids signalled.
+pub fn stop(instances: &Path, app: &str, id: Option<u32>) -> Result<Vec<u32>, Error> {
+    let mut stopped = Vec::new();
+    for r in running(instances)? {
+        if r.app != app || id.is_some_and(|id| id != r.id) {
+            continue;
+        }
+        // SAFETY: kill with a pid we just checked is the instance's live owner.
+        if unsafe { libc::kill(r.id as libc::pid_t, libc::SIGTERM) } == 0 {
+            stopped.push(r.id);
+        }
+    }
+    if stopped.is_empty() {
+        let what = match id {
+            Some(id) => format!("{app}@{id}"),
+            None => app.to_string(),
+        };
+        return Err(Error::NotRunning { what });
+    }
+    Ok(stopped)
+}
+
+/// The pid of an instance directory name whose owner still runs.
+fn live_owner(name: &str) -> Option<u32> {
+    let pid = name.split_once('-')?.0.parse::<u32>().ok()?;
+    (owner_id(pid)? == name).then_some(pid)
+}
+
 /// `PID-STARTTIME` of a live process, `None` when it is gone.
 fn owner_id(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -73,12 +140,7 @@ fn remove_stale(app_dir: &Path, me: &str) -> Result<(), Error> {
         if name == me {
             continue;
         }
-        let alive = name
-            .split_once('-')
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-            .and_then(owner_id)
-            .is_some_and(|id| id == name);
-        if !alive {
+        if live_owner(name).is_none() {
             remove_tree(&entry.path())?;
         }
     }
@@ -124,6 +186,9 @@ mod tests {
         let inst = Instance::create(&app).unwrap();
         assert!(!dead.exists());
         assert!(app.join(&init).exists());
+        let live = running(dir.path()).unwrap();
+        let ids: Vec<u32> = live.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, std::process::id()]);
         assert!(inst.upper().is_dir() && inst.work().is_dir());
         let d = inst.dir.clone();
         inst.remove().unwrap();
