@@ -865,7 +865,7 @@ fn seal_written_and_stale_seal_reported() {
         .arg(&app)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("no such key"));
+        .stderr(predicate::str::contains("no key nokey"));
     w.cairn()
         .args(["node", "install", "--no-scripts"])
         .arg(&app)

@@ -454,12 +454,10 @@ fn leaf_template_keeps_private_data_from_descendants() {
     let out = sh(
         &w,
         &child,
-        "ls -R /nodes/mid 2>&1; cat /nodes/mid/local/token 2>&1 || true",
+        "ls -R /nodes/mid; cat /nodes/mid/local/token 2>/dev/null || echo absent",
     )
     .success();
-    assert!(
-        !stdout_of(&out).contains("token"),
-        "private data reachable: {}",
-        stdout_of(&out)
-    );
+    let text = stdout_of(&out);
+    assert!(text.ends_with("absent\n"), "private data readable: {text}");
+    assert!(!text.lines().any(|l| l == "token"), "private data listed: {text}");
 }
