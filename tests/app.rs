@@ -178,6 +178,11 @@ fn image_app_register_launch_and_remove() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "set yes\nfrom tar\nfrom host\n");
     assert_eq!(instances(&world, "hello"), Vec::<PathBuf>::new());
+    // A root store runs without a user namespace: /proc's sysctls must be read-only (the
+    // one tried here is per UTS namespace, harmless if the protection were missing).
+    let sysctl = "echo x > /proc/sys/kernel/hostname && echo written";
+    let out = call(&world, &app_path, &["-c", sysctl], b"");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // A stale instance (dead owner) goes at the next launch.
     let stale = world.path("run/cairn/instances/hello/999999999-1/work/work");
