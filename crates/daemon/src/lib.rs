@@ -45,6 +45,8 @@ pub enum Error {
     BadResponse { socket: PathBuf, reason: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("cannot listen on {}: {source}", path.display())]
     Listen {
         path: PathBuf,

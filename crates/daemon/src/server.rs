@@ -264,13 +264,9 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         .map_err(Error::Runtime)?;
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let signal_error = |source| Error::Prepare {
-            path: PathBuf::from("signal handler"),
-            source,
-        };
-        let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        let mut term = signal(SignalKind::terminate()).map_err(Error::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(Error::Signals)?;
         let daemon = Daemon::start(options).await?;
         notify(&[sd_notify::NotifyState::Ready]);
         crate::memory::release_clean_pages();
