@@ -214,6 +214,12 @@ fn image_app_register_launch_and_remove() {
     let ps: serde_json::Value = serde_json::from_slice(&ps.get_output().stdout).unwrap();
     assert_eq!(ps[0]["app"], "hello", "{ps}");
     assert_eq!(ps[0]["id"], child.id(), "{ps}");
+    let busy = world
+        .cairn()
+        .args(["app", "rm", "hello"])
+        .assert()
+        .failure();
+    assert!(text(&busy.get_output().stderr).contains("running"));
     world
         .cairn()
         .args(["app", "stop", &format!("hello@{}", child.id())])
@@ -322,11 +328,14 @@ fn node_app_runs_like_cairn_run() {
 fn bad_config_is_one_line_with_file_and_line() {
     let world = World::new();
     let apps = world.config_dir().join("apps");
+    let link = world.path("bin/broken");
     support::write(
         &apps.join("broken.yaml"),
-        "image: local/x:1\ntarget: /bin/sh\nbogus: 1\n",
+        &format!(
+            "image: local/x:1\ntarget: /bin/sh\nbogus: 1\napp-path: {}\n",
+            link.display()
+        ),
     );
-    let link = world.path("bin/broken");
     fs::create_dir_all(link.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(support::cairn_bin(), &link).unwrap();
     let out = call(&world, &link, &["--help"], b"");
@@ -338,6 +347,14 @@ fn bad_config_is_one_line_with_file_and_line() {
         "{err}"
     );
     assert!(err.contains("bogus"), "{err}");
+    // Even broken, the app can be removed, symlink included.
+    world
+        .cairn()
+        .args(["app", "rm", "broken"])
+        .assert()
+        .success();
+    assert!(!apps.join("broken.yaml").exists());
+    assert!(fs::symlink_metadata(&link).is_err());
 }
 
 /// As an unprivileged user: a rootless store (user.overlay xattrs) and launches in a user

@@ -195,7 +195,24 @@ impl Apps {
                 name: name.to_string(),
             });
         }
-        let config = self.load(name).unwrap_or_default();
+        let running: Vec<u32> = instance::running(&self.instances)?
+            .into_iter()
+            .filter(|r| r.app == name)
+            .map(|r| r.id)
+            .collect();
+        if !running.is_empty() {
+            return Err(Error::Invalid {
+                name: name.to_string(),
+                reason: format!(
+                    "instances {running:?} are running (`cairn app stop {name}` first)"
+                ),
+            });
+        }
+        // A config that no longer validates still names its command: read that key alone.
+        let config = self.load(name).unwrap_or_else(|_| AppConfig {
+            app_path: raw_app_path(&config_file),
+            ..Default::default()
+        });
         if let Some(path) = &config.app_path {
             remove_command(path, exe)?;
         }
@@ -215,6 +232,13 @@ impl Apps {
             &self.state_dir.join("images"),
         )?)
     }
+}
+
+/// The `app-path` of a config file, read without validating the rest.
+fn raw_app_path(file: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+    value.get("app-path")?.as_str().map(PathBuf::from)
 }
 
 /// Removes the host command only if it is still a symlink to cairn (never a user's file).
