@@ -57,16 +57,44 @@ pub enum AppError {
     Read { path: PathBuf, reason: String },
 }
 
+/// The keys of one app file the daemon reads; typed, so YAML scalars keep their meaning.
 #[derive(Debug, Default, Deserialize)]
 struct AppFile {
     node: Option<PathBuf>,
     /// Image and VM apps: their hooks would need that engine, which hooks do not use yet.
     image: Option<String>,
     vm: Option<String>,
-    #[serde(default, rename = "confdb-plug")]
-    confdb_plug: Vec<String>,
-    #[serde(default)]
-    hooks: Hooks,
+    #[serde(rename = "confdb-plug")]
+    confdb_plug: Option<Vec<String>>,
+    hooks: Option<Hooks>,
+}
+
+impl AppFile {
+    /// The app format's fragment rule: maps (`hooks`) merge key by key, every other value
+    /// (lists too) replaces.
+    fn overlay(&mut self, over: AppFile) {
+        if over.node.is_some() {
+            self.node = over.node;
+        }
+        if over.image.is_some() {
+            self.image = over.image;
+        }
+        if over.vm.is_some() {
+            self.vm = over.vm;
+        }
+        if over.confdb_plug.is_some() {
+            self.confdb_plug = over.confdb_plug;
+        }
+        if let Some(hooks) = over.hooks {
+            let base = self.hooks.get_or_insert_with(Hooks::default);
+            if hooks.change_view.is_some() {
+                base.change_view = hooks.change_view;
+            }
+            if hooks.observe_view.is_some() {
+                base.observe_view = hooks.observe_view;
+            }
+        }
+    }
 }
 
 impl App {
@@ -143,10 +171,44 @@ pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
 
 /// Parses one app file's text (`name` comes from the file name).
 pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
-    let file: AppFile = serde_saphyr::from_str(text).map_err(|e| AppError::Invalid {
+    app_from_file(name, path, parse_file(path, text)?)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<AppFile, AppError> {
+    if text.trim().is_empty() {
+        return Ok(AppFile::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| AppError::Invalid {
         path: path.to_path_buf(),
         reason: one_line(&e.to_string()),
-    })?;
+    })
+}
+
+/// `NAME.yaml`, then the fragments `NAME.d/*.yaml` in name order, merged.
+fn load_app(dir: &Path, name: &str, main: &Path) -> Result<App, AppError> {
+    let read = |path: &Path| {
+        let text = std::fs::read_to_string(path).map_err(|e| AppError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        parse_file(path, &text)
+    };
+    let mut merged = read(main)?;
+    let mut fragments: Vec<PathBuf> = match std::fs::read_dir(dir.join(format!("{name}.d"))) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    fragments.sort();
+    for fragment in fragments {
+        merged.overlay(read(&fragment)?);
+    }
+    app_from_file(name, main, merged)
+}
+
+fn app_from_file(name: &str, path: &Path, file: AppFile) -> Result<App, AppError> {
     let invalid = |reason: String| AppError::Invalid {
         path: path.to_path_buf(),
         reason,
@@ -154,11 +216,12 @@ pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
     check_name(name).map_err(|e| invalid(e.to_string()))?;
     let plugs = file
         .confdb_plug
+        .unwrap_or_default()
         .iter()
         .map(|p| parse_plug(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("confdb-plug: {e}")))?;
-    let mut hooks = file.hooks;
+    let mut hooks = file.hooks.unwrap_or_default();
     let other_engine = file.image.is_some() || file.vm.is_some();
     if file.node.is_none() && other_engine && hooks != Hooks::default() {
         // Running them on the host instead would be a silent sandbox escape.
@@ -206,17 +269,7 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<String, App>, Vec<AppError>) {
         else {
             continue;
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) => {
-                errors.push(AppError::Read {
-                    path,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        match parse_app(&name, &path, &text) {
+        match load_app(dir, &name, &path) {
             Ok(app) if app.plugs.is_empty() => {} // no confdb access: no socket needed
             Ok(app) => {
                 apps.insert(name, app);
@@ -272,6 +325,45 @@ mod tests {
         );
         let err = parse_plug("a/b/c:owner").unwrap_err().to_string();
         assert!(err.contains("custodian"), "{err}");
+    }
+
+    #[test]
+    fn fragments_merge_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("vpn.yaml"),
+            "node: /a\nconfdb-plug: [a/b/c]\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("vpn.d")).unwrap();
+        std::fs::write(
+            dir.path().join("vpn.d/10-plugs.yaml"),
+            "confdb-plug: [a/b/d]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("vpn.d/20-hooks.yaml"),
+            "hooks: {observe-view: x}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("vpn.d/30-more.yaml"),
+            "hooks: {change-view: y}\n",
+        )
+        .unwrap();
+        let (apps, errors) = load_dir(dir.path());
+        assert!(errors.is_empty(), "{errors:?}");
+        let app = &apps["vpn"];
+        assert_eq!(
+            app.plugs
+                .iter()
+                .map(|p| p.view.as_str())
+                .collect::<Vec<_>>(),
+            vec!["a/b/d"]
+        );
+        assert_eq!(app.hooks.observe_view.as_deref(), Some("x"));
+        assert_eq!(app.hooks.change_view.as_deref(), Some("y"));
+        assert_eq!(app.node.as_deref(), Some(Path::new("/a")));
     }
 
     #[test]
