@@ -7,6 +7,18 @@
 //! connection. It runs custodian hooks (change-view, observe-view) and streams changes.
 //! The [`client`] module is the blocking client used by `cairn conf` and `cairn run`.
 //!
+//! Routes (OpenAPI at `GET /v1/openapi.json`, or `cairn daemon --openapi`); errors are
+//! `{"error": "<one line>", "kind": "..."}`:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/views/A/S/V?key=K&with=P=V` | plugged apps, admin | read (`key` repeats) |
+//! | `PUT /v1/views/A/S/V` `{"k": v, "gone": null}` | plugged apps, admin | one transaction |
+//! | `GET /v1/views/A/S/V/watch?key=K` | plugged apps, admin | JSON lines per commit |
+//! | `GET/POST /v1/schemas`, `GET/DELETE /v1/schemas/A/S` | admin | schemas |
+//! | `GET /v1/schemas/A/S/history`, `POST .../rollback` | admin | revisions |
+//! | `POST /v1/sessions`, `DELETE /v1/sessions/ID` | admin | `cairn run --confdb-plug` |
+//!
 //! It does not parse schemas, validate data or store anything itself (that is
 //! `cairn-confdb`), does not build sandboxes (hooks of sandboxed apps run through
 //! `cairn run`), and reads only the confdb-related keys of app configs.
