@@ -464,14 +464,24 @@ fn daemon_tells_systemd_when_ready_and_stopping() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let daemon = Daemon::start_with(&world, |cmd| {
-        cmd.env("NOTIFY_SOCKET", &notify);
+        cmd.env("NOTIFY_SOCKET", &notify)
+            .env("WATCHDOG_USEC", "200000");
     });
     let mut buf = [0u8; 256];
-    let n = listener.recv(&mut buf).unwrap();
-    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
+    let mut next = || {
+        let n = listener.recv(&mut buf).unwrap();
+        std::str::from_utf8(&buf[..n]).unwrap().trim().to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    // The watchdog is fed at half its period.
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
     assert!(daemon.stop().success());
-    let n = listener.recv(&mut buf).unwrap();
-    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1");
 }
 
 #[test]

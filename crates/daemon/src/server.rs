@@ -299,11 +299,22 @@ fn notify(state: &[sd_notify::NotifyState]) {
     }
 }
 
-async fn feed_watchdog() {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return;
+/// The watchdog period systemd asks for, as sd_watchdog_enabled(3) reads it: a
+/// `WATCHDOG_PID` that names another process turns it off, a missing one does not.
+fn watchdog_usec() -> Option<u64> {
+    let usec = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .filter(|u| *u > 0)?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(usec),
     }
+}
+
+async fn feed_watchdog() {
+    let Some(usec) = watchdog_usec() else { return };
     let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
     loop {
         tick.tick().await;
