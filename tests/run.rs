@@ -459,5 +459,42 @@ fn leaf_template_keeps_private_data_from_descendants() {
     .success();
     let text = stdout_of(&out);
     assert!(text.ends_with("absent\n"), "private data readable: {text}");
-    assert!(!text.lines().any(|l| l == "token"), "private data listed: {text}");
+    assert!(
+        !text.lines().any(|l| l == "token"),
+        "private data listed: {text}"
+    );
+}
+
+#[test]
+fn real_root_without_user_namespace_cannot_write_kernel_interfaces() {
+    if !support::is_root() {
+        support::skip("sharing the host's user namespace needs root");
+        return;
+    }
+    let w = World::new();
+    let sys = w.node("nodes/sys", "sys", "system");
+    let yaml = sys.join("etc/cairn/node.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let shared = text.replacen("config:\n", "config:\n  share: { user: true }\n", 1);
+    assert_ne!(text, shared, "the system template has no config section");
+    std::fs::write(&yaml, shared).unwrap();
+    let leaf = w.node("nodes/sys/app", "app", "leaf");
+    // The program is the real uid 0 (capabilities dropped), the owner of every sysctl file.
+    // Writing the hostname (of its own UTS namespace) back would be harmless, and it must
+    // still be refused: the kernel interfaces of /proc are read-only.
+    sh(
+        &w,
+        &leaf,
+        "id -u; (cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname) 2>/dev/null && echo wrote; exit 0",
+    )
+    .success()
+    .stdout("0\n");
+    // Opening for writing and writing nothing triggers nothing, even if it were allowed.
+    sh(
+        &w,
+        &leaf,
+        "if [ -e /proc/sysrq-trigger ]; then (: > /proc/sysrq-trigger) 2>/dev/null && echo wrote; fi; exit 0",
+    )
+    .success()
+    .stdout("");
 }

@@ -102,25 +102,7 @@ pub fn image_spec(
             mode: 0o1777,
         },
     ];
-    if !spec.namespaces.user {
-        spec.mounts.extend(kernel_interfaces_readonly());
-    }
     Ok(spec)
-}
-
-/// Without a user namespace the target is real uid 0 (capabilities dropped), which still
-/// owns /proc's kernel interfaces: sysctls, sysrq-trigger. Like bubblewrap, they are made
-/// read-only (bound from the host's read-only: the same kernel knobs).
-fn kernel_interfaces_readonly() -> Vec<Mount> {
-    ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"]
-        .into_iter()
-        .filter(|p| Path::new(p).exists())
-        .map(|p| Mount::Bind {
-            source: p.into(),
-            dest: p.into(),
-            readonly: true,
-        })
-        .collect()
 }
 
 /// `target` with the caller's arguments; `/` means the image's entrypoint, followed by the

@@ -165,7 +165,11 @@ impl Launch {
             mapping,
             hostname,
             loopback: ns.net,
-            root: RootPlan::new(&spec.mounts, Path::new(ROOT_MOUNT_POINT))?,
+            root: RootPlan::with_proc_protection(
+                &spec.mounts,
+                Path::new(ROOT_MOUNT_POINT),
+                !ns.user,
+            )?,
             program,
             die_with_parent: spec.die_with_parent,
         })

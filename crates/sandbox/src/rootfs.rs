@@ -102,8 +102,22 @@ const ROOT_FLAGS: c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
 impl RootPlan {
     /// Checks and flattens `mounts` into steps below `scratch` (which must be absolute).
+    #[cfg(test)]
     pub(crate) fn new(mounts: &[Mount], scratch: &Path) -> Result<RootPlan, Error> {
+        RootPlan::with_proc_protection(mounts, scratch, false)
+    }
+
+    /// Like [`RootPlan::new`]; with `protect_proc`, the kernel interfaces of every procfs
+    /// (sysctls, sysrq-trigger, irq, bus) are bound read-only onto themselves. Without a user
+    /// namespace the program is the real uid 0, which owns those files: dropping
+    /// capabilities alone does not stop it from writing sysctls.
+    pub(crate) fn with_proc_protection(
+        mounts: &[Mount],
+        scratch: &Path,
+        protect_proc: bool,
+    ) -> Result<RootPlan, Error> {
         let mut b = Builder::new(scratch)?;
+        b.protect_proc = protect_proc;
         for mount in mounts {
             b.add(mount)?;
         }
@@ -351,7 +365,12 @@ pub(crate) struct Builder {
     overlays: Vec<OverlayLayers>,
     /// Open overlay directories (see [`RootPlan`]).
     held: Vec<std::os::fd::OwnedFd>,
+    /// See [`RootPlan::with_proc_protection`].
+    protect_proc: bool,
 }
+
+/// The parts of procfs that change the whole machine; read-only for a real-root program.
+const PROC_KERNEL_INTERFACES: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
 
 /// An overlay's destination and its directories, upper first then lower top first: the
 /// order in which a path is looked up.
@@ -378,6 +397,7 @@ impl Builder {
             slots: 0,
             overlays: Vec::new(),
             held: Vec::new(),
+            protect_proc: false,
         })
     }
 
@@ -403,7 +423,11 @@ impl Builder {
             }
             Mount::Proc { dest } => {
                 let flags = ROOT_FLAGS | libc::MS_NOEXEC;
-                self.add_fs(dest, "mount proc", c"proc", flags, "")
+                self.add_fs(dest, "mount proc", c"proc", flags, "")?;
+                if self.protect_proc {
+                    self.protect_proc_interfaces(dest)?;
+                }
+                Ok(())
             }
             Mount::Mqueue { dest } => {
                 let flags = ROOT_FLAGS | libc::MS_NOEXEC;
@@ -557,6 +581,24 @@ impl Builder {
     }
 
     /// A filesystem instance on a directory: `dev` uses it for its tmpfs, pts and shm too.
+    /// Binds the new procfs' kernel interfaces read-only onto themselves. The host's /proc
+    /// tells which exist: it is the same kernel.
+    fn protect_proc_interfaces(&mut self, dest: &Path) -> Result<(), Error> {
+        let dest = self.resolve(dest)?;
+        for name in PROC_KERNEL_INTERFACES {
+            if Path::new("/proc").join(name).exists() {
+                let path = self.host(&dest.join(name))?;
+                self.ops.push(Op::Bind {
+                    source: path.clone(),
+                    path,
+                    readonly: true,
+                    slot: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn add_fs(
         &mut self,
         dest: &Path,
