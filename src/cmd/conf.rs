@@ -50,7 +50,7 @@ pub enum ConfCommand {
     /// Signed schema documents: add, list, show, remove.
     #[command(subcommand)]
     Schema(SchemaCommand),
-    /// Keys that sign schema documents (files under <config>/conf/keys).
+    /// Signing keys: the same keyring as `cairn key` (files under <config>/keys).
     #[command(subcommand)]
     Key(KeyCommand),
     /// Keys trusted to sign an account's schemas.
@@ -136,7 +136,7 @@ pub enum TrustCommand {
 
 pub fn run(command: ConfCommand) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
-    let keys_dir = config.config_dir.join("conf/keys");
+    let keys_dir = config.keys_dir();
     match command {
         ConfCommand::Key(KeyCommand::Create { name }) => {
             let key = cairn_daemon::confdb::keys::create_key(&keys_dir, &name)?;
