@@ -3,22 +3,29 @@
 use std::io::IsTerminal;
 
 /// `-v`/`-q` pick the level; `CAIRN_LOG` (an env-filter string) overrides both.
+///
+/// Without `CAIRN_LOG` a plain level filter is used: parsing filter directives compiles
+/// regular expressions, a cost every launch would pay for nothing.
 pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::filter::LevelFilter;
     let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        (false, _) => "trace",
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => LevelFilter::WARN,
+        (false, 1) => LevelFilter::INFO,
+        (false, 2) => LevelFilter::DEBUG,
+        (false, _) => LevelFilter::TRACE,
     };
-    let filter = std::env::var("CAIRN_LOG").unwrap_or_else(|_| level.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .without_time()
-        .try_init();
+        .without_time();
+    let _ = match std::env::var("CAIRN_LOG") {
+        Ok(filter) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init(),
+        Err(_) => builder.with_max_level(level).try_init(),
+    };
 }
 
 /// Prints `cairn: outer: inner: root cause` on one line.

@@ -394,7 +394,7 @@ fn apps_use_their_socket_and_reload_on_sighup() {
     let apps = world.config_dir().join("apps");
     support::write(
         &apps.join("reporting.yaml"),
-        "confdb-plug: [acme/network/observe-tunnel]\nsomething-else: [1, 2]\n",
+        "confdb-plug: [acme/network/observe-tunnel]\n",
     );
     let daemon = Daemon::start(&world);
     world

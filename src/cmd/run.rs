@@ -47,11 +47,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
     let ctx = cairn_node::VarContext::from_process();
     let family = cairn_node::load_family(&args.node, &ctx)?;
-    check_seals(&family, &config)?;
+    let merged = family.merged()?;
+    check_seals(&family, &merged, &config)?;
     let mut launch = cairn_node::Launch::new(args.command);
     launch.env_overrides = args.env;
     launch.chdir = args.chdir;
-    let mut spec = family.to_spec(&launch)?;
+    let mut spec = family.spec_from(&merged, &launch)?;
     if spec.cgroup.parent.is_none() {
         spec.cgroup.parent = config.cgroup.root.clone();
     }
@@ -119,8 +120,11 @@ fn plug_session(
 /// `verify: required`: every node at or below the one whose file asks for it must carry a
 /// seal that still matches (a missing seal would otherwise be an easy way around the check),
 /// and any other sealed node of the family must match too.
-fn check_seals(family: &cairn_node::Family, config: &cairn_config::Config) -> anyhow::Result<()> {
-    let merged = family.merged()?;
+fn check_seals(
+    family: &cairn_node::Family,
+    merged: &cairn_node::Merged,
+    config: &cairn_config::Config,
+) -> anyhow::Result<()> {
     let verify = &merged.config.verify;
     if verify.value != cairn_node::Verify::Required {
         return Ok(());

@@ -199,6 +199,10 @@ pub fn load(apps_dir: &Path, name: &str) -> Result<AppConfig, Error> {
 
 /// Parses one file: checked against [`AppConfig`] (for file:line errors), returned as a
 /// generic value so that only the keys it sets take part in the merge.
+///
+/// The values come from the typed parse, not from an untyped one: untyped YAML turns
+/// `y`, `on` or `8080` into booleans and numbers, which a hook command or an environment
+/// value must not become. The untyped parse only says which keys the file sets.
 pub fn parse_file(path: &Path, text: &str) -> Result<Value, Error> {
     let parse_error = |e: serde_saphyr::Error| Error::Parse {
         path: path.to_path_buf(),
@@ -208,16 +212,39 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Value, Error> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_saphyr::from_str::<AppConfig>(text).map_err(parse_error)?;
-    let value: Value = serde_saphyr::from_str(text).map_err(parse_error)?;
-    match value {
-        Value::Object(_) => Ok(value),
+    let typed = serde_saphyr::from_str::<AppConfig>(text).map_err(parse_error)?;
+    let present: Value = serde_saphyr::from_str(text).map_err(parse_error)?;
+    match present {
+        Value::Object(_) => {
+            let full = serde_json::to_value(&typed).unwrap_or(Value::Null);
+            Ok(keep_present(full, present))
+        }
         Value::Null => Ok(Value::Object(Default::default())),
         _ => Err(Error::Parse {
             path: path.to_path_buf(),
             line: 1,
             reason: "expected a map of keys".into(),
         }),
+    }
+}
+
+/// The typed values of the keys `present` sets; where the typed form leaves a key out (an
+/// empty list, a null), the file's own value stands.
+fn keep_present(typed: Value, present: Value) -> Value {
+    match (typed, present) {
+        (Value::Object(mut typed), Value::Object(present)) => Value::Object(
+            present
+                .into_iter()
+                .map(|(k, v)| match typed.remove(&k) {
+                    Some(t) => {
+                        let kept = keep_present(t, v);
+                        (k, kept)
+                    }
+                    None => (k, v),
+                })
+                .collect(),
+        ),
+        (typed, _) => typed,
     }
 }
 
@@ -276,6 +303,23 @@ mod tests {
             base,
             json!({"env": {"A": "1", "B": "3", "C": "4"}, "run-args": [], "image": "x", "target": "/t"})
         );
+    }
+
+    #[test]
+    fn scalars_keep_their_typed_meaning_through_the_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "node: /n\ntarget: /t\nenv: {PORT: 8080, FLAG: on}\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("a.d")).unwrap();
+        std::fs::write(dir.path().join("a.d/1.yaml"), "hooks: {change-view: y}\n").unwrap();
+        let config = load(dir.path(), "a").unwrap();
+        assert_eq!(config.env["PORT"], "8080");
+        assert_eq!(config.env["FLAG"], "on");
+        assert_eq!(config.hooks.change_view.as_deref(), Some("y"));
+        assert_eq!(config.target.as_deref(), Some(Path::new("/t")));
     }
 
     #[test]

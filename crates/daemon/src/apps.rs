@@ -1,11 +1,11 @@
 //! App configurations as far as the daemon needs them: which views an app plugs and
 //! which hooks it declares.
 //!
-//! The full app format belongs to the app-registration feature; this module reads only
-//! `node`, `confdb-plug` and `hooks` from `/etc/cairn/apps/NAME.yaml` and ignores every
-//! other key, so that both can evolve independently.
+//! The app format belongs to `cairn-app`: files are read and merged (`NAME.yaml`, then
+//! `NAME.d/*.yaml`) by `cairn_app::config`, so the daemon and `cairn app` never disagree on
+//! what an app file says. This module keeps what the daemon needs: the node, the plugs, the
+//! hooks.
 
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -26,13 +26,8 @@ pub struct Plug {
     pub custodian: bool,
 }
 
-/// Hook commands (run with `sh -c`) of an app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Hooks {
-    pub change_view: Option<String>,
-    pub observe_view: Option<String>,
-}
+/// Hook commands (run with `sh -c`) of an app: the app format's own type.
+pub use cairn_app::Hooks;
 
 /// What the daemon knows about one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,46 +50,9 @@ pub enum AppError {
     Name { name: String },
     #[error("cannot read {}: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
-}
-
-/// The keys of one app file the daemon reads; typed, so YAML scalars keep their meaning.
-#[derive(Debug, Default, Deserialize)]
-struct AppFile {
-    node: Option<PathBuf>,
-    /// Image and VM apps: their hooks would need that engine, which hooks do not use yet.
-    image: Option<String>,
-    vm: Option<String>,
-    #[serde(rename = "confdb-plug")]
-    confdb_plug: Option<Vec<String>>,
-    hooks: Option<Hooks>,
-}
-
-impl AppFile {
-    /// The app format's fragment rule: maps (`hooks`) merge key by key, every other value
-    /// (lists too) replaces.
-    fn overlay(&mut self, over: AppFile) {
-        if over.node.is_some() {
-            self.node = over.node;
-        }
-        if over.image.is_some() {
-            self.image = over.image;
-        }
-        if over.vm.is_some() {
-            self.vm = over.vm;
-        }
-        if over.confdb_plug.is_some() {
-            self.confdb_plug = over.confdb_plug;
-        }
-        if let Some(hooks) = over.hooks {
-            let base = self.hooks.get_or_insert_with(Hooks::default);
-            if hooks.change_view.is_some() {
-                base.change_view = hooks.change_view;
-            }
-            if hooks.observe_view.is_some() {
-                base.observe_view = hooks.observe_view;
-            }
-        }
-    }
+    /// The app format's own error (it names the file and line).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl App {
@@ -171,59 +129,36 @@ pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
 
 /// Parses one app file's text (`name` comes from the file name).
 pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
-    app_from_file(name, path, parse_file(path, text)?)
-}
-
-fn parse_file(path: &Path, text: &str) -> Result<AppFile, AppError> {
-    if text.trim().is_empty() {
-        return Ok(AppFile::default());
-    }
-    serde_saphyr::from_str(text).map_err(|e| AppError::Invalid {
+    let config_error = |e: cairn_app::Error| AppError::Config(e.to_string());
+    let value = cairn_app::config::parse_file(path, text).map_err(config_error)?;
+    let config = serde_json::from_value(value).map_err(|e| AppError::Invalid {
         path: path.to_path_buf(),
         reason: one_line(&e.to_string()),
-    })
+    })?;
+    app_from_config(name, path, config)
 }
 
-/// `NAME.yaml`, then the fragments `NAME.d/*.yaml` in name order, merged.
+/// `NAME.yaml`, then the fragments `NAME.d/*.yaml` in name order, merged by the app format.
 fn load_app(dir: &Path, name: &str, main: &Path) -> Result<App, AppError> {
-    let read = |path: &Path| {
-        let text = std::fs::read_to_string(path).map_err(|e| AppError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        parse_file(path, &text)
-    };
-    let mut merged = read(main)?;
-    let mut fragments: Vec<PathBuf> = match std::fs::read_dir(dir.join(format!("{name}.d"))) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    fragments.sort();
-    for fragment in fragments {
-        merged.overlay(read(&fragment)?);
-    }
-    app_from_file(name, main, merged)
+    let config = cairn_app::config::load(dir, name).map_err(|e| AppError::Config(e.to_string()))?;
+    app_from_config(name, main, config)
 }
 
-fn app_from_file(name: &str, path: &Path, file: AppFile) -> Result<App, AppError> {
+fn app_from_config(name: &str, path: &Path, config: cairn_app::AppConfig) -> Result<App, AppError> {
     let invalid = |reason: String| AppError::Invalid {
         path: path.to_path_buf(),
         reason,
     };
     check_name(name).map_err(|e| invalid(e.to_string()))?;
-    let plugs = file
+    let plugs = config
         .confdb_plug
-        .unwrap_or_default()
         .iter()
         .map(|p| parse_plug(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("confdb-plug: {e}")))?;
-    let mut hooks = file.hooks.unwrap_or_default();
-    let other_engine = file.image.is_some() || file.vm.is_some();
-    if file.node.is_none() && other_engine && hooks != Hooks::default() {
+    let mut hooks = config.hooks;
+    let other_engine = config.image.is_some() || config.vm.is_some();
+    if config.node.is_none() && other_engine && hooks != Hooks::default() {
         // Running them on the host instead would be a silent sandbox escape.
         tracing::warn!(
             "{}: hooks of image and vm apps are not supported yet; ignoring them",
@@ -233,7 +168,7 @@ fn app_from_file(name: &str, path: &Path, file: AppFile) -> Result<App, AppError
     }
     Ok(App {
         name: name.to_string(),
-        node: file.node,
+        node: config.node,
         plugs,
         hooks,
         source: AppSource::Config,
@@ -290,8 +225,8 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn parses_plugs_hooks_and_ignores_unknown_keys() {
-        let text = "node: /n/leaf\nimage: x\nconfdb-plug:\n  - acme/network/control-device\n  - acme/network/control-tunnel:custodian\nhooks:\n  change-view: ./check\n";
+    fn parses_plugs_and_hooks() {
+        let text = "node: /n/leaf\nconfdb-plug:\n  - acme/network/control-device\n  - acme/network/control-tunnel:custodian\nhooks:\n  change-view: ./check\n";
         let app = parse_app("vpn", Path::new("vpn.yaml"), text).unwrap();
         assert_eq!(app.node.as_deref(), Some(Path::new("/n/leaf")));
         assert_eq!(app.plugs.len(), 2);
@@ -304,6 +239,21 @@ mod tests {
         assert!(app.plug("acme/network/other").is_none());
         assert_eq!(app.hooks.change_view.as_deref(), Some("./check"));
         assert_eq!(app.hooks.observe_view, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_like_cairn_app_refuses_them() {
+        let err = parse_app(
+            "x",
+            Path::new("/e/x.yaml"),
+            "confdb-plug: [a/b/c]\nplugs: [x]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/e/x.yaml:2") && err.contains("plugs"),
+            "{err}"
+        );
     }
 
     #[test]

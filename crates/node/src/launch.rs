@@ -71,10 +71,15 @@ impl Family {
     /// The sandbox description of one launch. Runs the exec exports and environ commands
     /// (concurrently, 5 s limit), so it is not free: call it once per launch.
     pub fn to_spec(&self, launch: &Launch) -> Result<SandboxSpec, Error> {
-        let merged = self.merged()?;
-        check_seccomp(&merged)?;
-        check_namespaces(&merged)?;
-        let outputs = run_exec_entries(&merged)?;
+        self.spec_from(&self.merged()?, launch)
+    }
+
+    /// [`Family::to_spec`] from an already merged family, for callers that also read the
+    /// merged configuration (a launch merges once).
+    pub fn spec_from(&self, merged: &Merged, launch: &Launch) -> Result<SandboxSpec, Error> {
+        check_seccomp(merged)?;
+        check_namespaces(merged)?;
+        let outputs = run_exec_entries(merged)?;
         let mut mounts = Vec::with_capacity(merged.exports.len());
         for (e, out) in merged.exports.iter().zip(outputs.exports) {
             if let Some(m) = mount_of(e, out)? {
@@ -83,7 +88,7 @@ impl Family {
         }
         // Parents before children; stable, so equal depths keep the family's order.
         mounts.sort_by_key(|m| depth(dest_of(m)));
-        let env = build_env(&merged, launch, outputs.environ)?;
+        let env = build_env(merged, launch, outputs.environ)?;
         let c = &merged.config;
         let s = &c.share;
         Ok(SandboxSpec {
