@@ -498,3 +498,23 @@ fn real_root_without_user_namespace_cannot_write_kernel_interfaces() {
     .success()
     .stdout("");
 }
+
+#[test]
+fn demo_builds_a_family_and_runs_in_it() {
+    let w = World::new();
+    let out = w.cairn().arg("demo").assert().success();
+    let text = stdout_of(&out);
+    assert!(
+        text.starts_with(
+            "hello from hello, inside a sandbox built from the nodes: demo-system hello platform"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("network interfaces: lo \n"), "{text}");
+    // A second run reuses the family, and a program can be given.
+    w.cairn()
+        .args(["demo", "--", "cat", "/proc/sys/kernel/hostname"])
+        .assert()
+        .success()
+        .stdout("hello\n");
+}

@@ -31,7 +31,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !root.exists() {
         std::fs::create_dir_all(config.nodes_dir())?;
         cairn_node::create_node(&root, "demo-system", cairn_node::Template::System)?;
-        cairn_node::create_node(&platform, "platform", cairn_node::Template::Admin)?;
+        // The admin template sets cgroup limits, which an unprivileged user can only have in
+        // a delegated cgroup; without one, the demo's platform node is a plain leaf.
+        let rootless_without_cgroup =
+            !nix::unistd::geteuid().is_root() && config.cgroup.root.is_none();
+        let template = if rootless_without_cgroup {
+            eprintln!(
+                "note: no delegated cgroup for this user ([cgroup] root in cairn.toml), so the demo's platform node sets no cgroup limits"
+            );
+            cairn_node::Template::Leaf
+        } else {
+            cairn_node::Template::Admin
+        };
+        cairn_node::create_node(&platform, "platform", template)?;
         cairn_node::create_node(&leaf, "hello", cairn_node::Template::Leaf)?;
         eprintln!(
             "created the demo family: {} -> platform -> hello",
