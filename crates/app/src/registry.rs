@@ -255,16 +255,7 @@ fn remove_command(path: &Path, exe: &Path) -> Result<(), Error> {
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("app"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, data).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    cairn_config::write_atomic(path, data, 0o644).map_err(|e| Error::io(path, e))
 }
 
 /// A symlink `path -> target`, replacing whatever was at `path` in one rename.

@@ -14,8 +14,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const SIGNATURE_PREFIX: &str = "#cairn-signature: ";
@@ -45,28 +43,11 @@ pub fn export_public(dir: &Path, name: &str) -> Result<String, Error> {
     cairn_keys::export_key(dir, name).map_err(|e| key_error(name, e))
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, with `mode`.
+/// Trust files are written whole or not at all, creating their directory.
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
+    cairn_config::write_atomic(path, contents, mode).map_err(|e| Error::io(path, e))
 }
 
 /// Appends the signature line to `document` (a newline is added first if missing).
@@ -250,6 +231,7 @@ impl TrustStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn create_export_sign_verify() {

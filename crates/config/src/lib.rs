@@ -202,6 +202,27 @@ impl Config {
     }
 }
 
+/// Writes a whole file so that readers see the old content or the new, never a part of it
+/// (Cairn's rule for every state file): a temporary file in the same directory, given
+/// `mode`, fsync'd, then renamed over `path`. The temporary file is removed on failure.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// toml's errors span several lines (a caret drawing); Cairn's errors are one line.
 fn one_line(text: &str) -> String {
     text.lines()
@@ -243,6 +264,21 @@ mod tests {
         assert_eq!(c, PathBuf::from("/tmp/x/etc/cairn"));
         assert_eq!(s, PathBuf::from("/tmp/x/var/lib/cairn"));
         assert_eq!(r, PathBuf::from("/tmp/x/run/cairn"));
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files_with_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        write_atomic(&file, b"one", 0o600).unwrap();
+        write_atomic(&file, b"two", 0o640).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // Nothing else is left in the directory, and a missing directory is an error.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(write_atomic(&dir.path().join("no/such/f"), b"x", 0o600).is_err());
     }
 
     #[test]

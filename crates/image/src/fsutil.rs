@@ -1,7 +1,7 @@
 //! Small filesystem helpers: removal that works on read-only trees, atomic writes.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -51,10 +51,5 @@ fn make_writable(path: &Path) -> io::Result<()> {
 /// Writes `data` to `path` through a temporary file in the same directory and a rename, so
 /// readers see the old or the new content, never a part.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
-    tmp.write_all(data).at(tmp.path())?;
-    tmp.as_file().sync_all().at(tmp.path())?;
-    tmp.persist(path).map_err(|e| e.error).at(path)?;
-    Ok(())
+    cairn_config::write_atomic(path, data, 0o600).at(path)
 }

@@ -15,8 +15,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -231,32 +230,18 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
         })
 }
 
-/// Writes through a temporary file and a rename, so a key file is never half-written.
+/// Key files are written whole or not at all (`cairn_config::write_atomic`).
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    cairn_config::write_atomic(path, contents, mode).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn create_list_export_load() {

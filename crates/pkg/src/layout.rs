@@ -4,7 +4,6 @@
 //! Cairn's own bookkeeping (apt state, transactions) lives under `var/lib/cairn/pkg`.
 
 use crate::error::{Error, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Paths of one node's package files.
@@ -73,18 +72,7 @@ impl NodePaths {
 /// Writes via a temp file in the same directory, fsync, then rename: readers see the old or
 /// the new content, never a mix, even after a crash.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(Error::io(dir))?;
-    tmp.write_all(data).map_err(Error::io(path))?;
-    tmp.as_file().sync_all().map_err(Error::io(path))?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-        .map_err(Error::io(path))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    cairn_config::write_atomic(path, data, mode).map_err(Error::io(path))
 }
 
 /// Reads a file that may legitimately be absent.
