@@ -57,14 +57,21 @@ pub struct RegisterArgs {
     /// Run in this node family instead of an image.
     #[arg(long, value_name = "LEAF")]
     pub node: Option<PathBuf>,
+    /// Run in this micro-VM (see `cairn vm pull`); implies engine vm.
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<String>,
+    /// Size of the vm's writable overlay (e.g. 512M, 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub overlay_size: Option<String>,
     /// The program to run (`/` = the image's entrypoint).
     #[arg(long, value_name = "PATH")]
     pub target: PathBuf,
     /// Where the host command goes (default /usr/local/bin/NAME, ~/.local/bin/NAME).
     #[arg(long, value_name = "PATH")]
     pub app_path: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "native")]
-    pub engine: EngineArg,
+    /// Default: vm with --vm, native otherwise.
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     #[arg(long, value_enum, default_value = "fresh")]
     pub mode: ModeArg,
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
@@ -200,14 +207,17 @@ fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
         base: args.base,
         layers: args.layers,
         node: args.node,
-        vm: None,
+        engine: match args.engine {
+            Some(EngineArg::Native) => Engine::Native,
+            Some(EngineArg::Podman) => Engine::Podman,
+            Some(EngineArg::Vm) => Engine::Vm,
+            None if args.vm.is_some() => Engine::Vm,
+            None => Engine::Native,
+        },
+        vm: args.vm,
+        overlay_size: args.overlay_size,
         target: Some(args.target),
         app_path: Some(app_path.clone()),
-        engine: match args.engine {
-            EngineArg::Native => Engine::Native,
-            EngineArg::Podman => Engine::Podman,
-            EngineArg::Vm => Engine::Vm,
-        },
         include_tar: args.include_tar,
         include_path: args.include_path,
         mode: match args.mode {
@@ -265,7 +275,8 @@ fn launch(
     let code = if let Some(leaf) = &app.node {
         return run_node_app(&app, leaf, args);
     } else {
-        cairn_app::run_image_app(apps, name, &app, args, config.cgroup.root.clone())
+        let ctx = cairn_app::LaunchContext::from_env(config.cgroup.root.clone());
+        cairn_app::launch(apps, name, &app, args, &ctx)
             .with_context(|| format!("cannot run app {name}"))?
     };
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

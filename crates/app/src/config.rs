@@ -59,6 +59,9 @@ pub struct AppConfig {
     pub node: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
+    /// Size of a vm app's writable overlay (`512M`, `1G`); only the vm engine takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_size: Option<String>,
     /// The program inside the app's environment; `/` means the image's entrypoint and cmd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<PathBuf>,
@@ -86,11 +89,9 @@ fn is_default_hooks(h: &Hooks) -> bool {
     *h == Hooks::default()
 }
 
-/// Engine arguments the native engine understands.
-pub const NATIVE_RUN_ARGS: &[&str] = &["--share-net"];
-
 impl AppConfig {
-    /// Checks what a launch needs: exactly one environment, a target, a supported engine.
+    /// Checks what a launch needs: exactly one environment, a target, and what the engine
+    /// requires ([`crate::engine::validate`]).
     pub fn validate(&self, name: &str) -> Result<(), Error> {
         let invalid = |reason: String| Error::Invalid {
             name: name.to_string(),
@@ -115,28 +116,6 @@ impl AppConfig {
         if self.node.is_some() && target == Path::new("/") {
             return Err(invalid("target / (the entrypoint) needs an image".into()));
         }
-        if self.engine != Engine::Native {
-            return Err(invalid(format!(
-                "engine {:?} is not available yet (only native)",
-                self.engine
-            )));
-        }
-        if self.mode != Mode::Fresh {
-            return Err(invalid(format!(
-                "mode {:?} is not available yet (only fresh)",
-                self.mode
-            )));
-        }
-        if let Some(bad) = self
-            .run_args
-            .iter()
-            .find(|a| !NATIVE_RUN_ARGS.contains(&a.as_str()))
-        {
-            return Err(invalid(format!(
-                "run-arg {bad:?} is not understood by the native engine (known: {})",
-                NATIVE_RUN_ARGS.join(", ")
-            )));
-        }
         for p in self.include_path.iter().chain(&self.include_tar) {
             if !p.is_absolute() {
                 return Err(invalid(format!("include {} is not absolute", p.display())));
@@ -147,7 +126,7 @@ impl AppConfig {
                 "include-tar and include-path need an image app".into(),
             ));
         }
-        Ok(())
+        crate::engine::validate(name, self)
     }
 }
 

@@ -1,31 +1,63 @@
-//! Native launch of an image app: the pinned layers as an overlay root over a fresh
-//! instance's upper directory, the image's runtime config, the caller's arguments.
+//! The native engine: Cairn's own sandbox. An image app's pinned layers become an overlay
+//! root over a fresh instance's upper directory, with the image's runtime config and the
+//! caller's arguments.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use cairn_sandbox::{Mount, SandboxSpec};
 
-use crate::config::AppConfig;
+use super::{LaunchContext, invalid};
+use crate::config::{AppConfig, Mode};
 use crate::error::Error;
 use crate::instance::Instance;
 use crate::registry::{Apps, pin_owners};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Engine arguments the native engine understands.
+pub const RUN_ARGS: &[&str] = &["--share-net"];
+
+/// What only the native engine requires of a config.
+pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
+    if config.vm.is_some() || config.overlay_size.is_some() {
+        return Err(invalid(name, "vm and overlay-size need engine vm"));
+    }
+    if config.mode != Mode::Fresh {
+        return Err(invalid(
+            name,
+            &format!("mode {:?} is not available yet (only fresh)", config.mode),
+        ));
+    }
+    if let Some(bad) = config
+        .run_args
+        .iter()
+        .find(|a| !RUN_ARGS.contains(&a.as_str()))
+    {
+        return Err(invalid(
+            name,
+            &format!(
+                "run-arg {bad:?} is not understood by the native engine (known: {})",
+                RUN_ARGS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs image app `name` with `args` (passed exactly) in a fresh instance; returns the
 /// target's exit status. The instance is removed afterwards, whatever happened.
-pub fn run_image_app(
+pub fn launch(
     apps: &Apps,
     name: &str,
     config: &AppConfig,
     args: Vec<OsString>,
-    cgroup_parent: Option<PathBuf>,
+    ctx: &LaunchContext,
 ) -> Result<i32, Error> {
     let instance = Instance::create(&apps.instances.join(name))?;
     provision(config, &instance.upper())?;
     let mut spec = image_spec(apps, name, config, &instance, args)?;
-    spec.cgroup.parent = cgroup_parent;
+    spec.cgroup.parent = ctx.cgroup_parent.clone();
     let status = cairn_sandbox::run(&spec);
     instance.remove()?;
     Ok(status?)
