@@ -7,7 +7,8 @@
 mod cmd;
 mod output;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsStr;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -17,19 +18,39 @@ use std::process::ExitCode;
     about = "Run applications on edge and embedded Linux devices"
 )]
 struct Cli {
+    #[command(flatten)]
+    log: LogFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Logging flags, global to every subcommand.
+#[derive(Debug, Args)]
+struct LogFlags {
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
-    #[command(subcommand)]
-    command: Command,
 }
+
+/// `cairn run` on its own: the launch hot path parses with this small parser instead of
+/// building the whole command tree (every subcommand's definition) first.
+#[derive(Debug, Parser)]
+#[command(name = "run", bin_name = "cairn run", about = RUN_ABOUT)]
+struct RunCli {
+    #[command(flatten)]
+    run: cmd::run::RunArgs,
+    #[command(flatten)]
+    log: LogFlags,
+}
+
+const RUN_ABOUT: &str = "Run a program in a node family's sandbox.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a program in a node family's sandbox.
+    #[command(about = RUN_ABOUT)]
     Run(cmd::run::RunArgs),
     /// Create, inspect and remove nodes; manage their packages.
     #[command(subcommand)]
@@ -53,19 +74,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    nss_files_only();
     // Called through an app's symlink: launch it, before clap could take any argument.
     if let Some(code) = cmd::app::multi_call() {
         return code;
     }
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new("run")) {
+        let cli = match RunCli::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(cli) => cli,
+            Err(e) => return usage_error(e),
+        };
+        output::init_logging(cli.log.verbose, cli.log.quiet);
+        return finish(cmd::run::run(cli.run));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(e) => return usage_error(e),
     };
-    output::init_logging(cli.verbose, cli.quiet);
+    output::init_logging(cli.log.verbose, cli.log.quiet);
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Node(c) => cmd::node::run(c),
@@ -76,11 +102,56 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cmd::daemon::run(args),
         Command::Demo(args) => cmd::demo::run(args),
     };
+    finish(result)
+}
+
+/// clap prints help and version to stdout (exit 0) and usage errors to stderr (exit 2).
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+}
+
+/// The command's own exit code, or 1 with its error on one line.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
             output::print_error(&err);
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The binary is linked statically against glibc (.cargo/config.toml), and a static glibc
+/// still `dlopen`s the NSS modules /etc/nsswitch.conf names (systemd, sss, ldap, mdns):
+/// built against the shared libc, they crash a static process. So every lookup a library
+/// might make (hosts for registries above all) uses glibc's built-in sources only: the
+/// /etc files and DNS. Cairn's own user and group lookups read /etc/passwd and /etc/group.
+/// Runs first, while the process is single-threaded.
+fn nss_files_only() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static"))]
+    {
+        unsafe extern "C" {
+            fn __nss_configure_lookup(
+                dbname: *const std::ffi::c_char,
+                service_line: *const std::ffi::c_char,
+            ) -> std::ffi::c_int;
+        }
+        const DATABASES: [(&std::ffi::CStr, &std::ffi::CStr); 9] = [
+            (c"passwd", c"files"),
+            (c"group", c"files"),
+            (c"initgroups", c"files"),
+            (c"shadow", c"files"),
+            (c"gshadow", c"files"),
+            (c"hosts", c"files dns"),
+            (c"networks", c"files dns"),
+            (c"protocols", c"files"),
+            (c"services", c"files"),
+        ];
+        for (db, line) in DATABASES {
+            // SAFETY: both are NUL-terminated static strings; glibc copies what it keeps, and
+            // no other thread exists yet. A failure (unknown database) leaves glibc's default.
+            unsafe { __nss_configure_lookup(db.as_ptr(), line.as_ptr()) };
         }
     }
 }

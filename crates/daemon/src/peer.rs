@@ -39,12 +39,23 @@ pub struct AdminPolicy {
     pub cairn_gid: Option<u32>,
 }
 
-impl AdminPolicy {
-    pub fn for_this_process() -> AdminPolicy {
-        let cairn_gid = nix::unistd::Group::from_name("cairn")
-            .ok()
+/// The gid of group `name` in group(5) text.
+fn group_gid(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 4 && f[0] == name)
+            .then(|| f[2].parse().ok())
             .flatten()
-            .map(|g| g.gid.as_raw());
+    })
+}
+
+impl AdminPolicy {
+    /// The group comes from `/etc/group` itself, not NSS: the binary is linked statically
+    /// and must not load glibc's NSS modules, so `cairn` has to be a local group.
+    pub fn for_this_process() -> AdminPolicy {
+        let cairn_gid = std::fs::read_to_string("/etc/group")
+            .ok()
+            .and_then(|text| group_gid(&text, "cairn"));
         AdminPolicy {
             daemon_uid: nix::unistd::geteuid().as_raw(),
             cairn_gid,
@@ -91,6 +102,15 @@ fn parse_groups_line(status: &str) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_gid_reads_group_lines() {
+        let text = "root:x:0:\nbad line\ncairn:x:998:alice,bob\nodd:x:nan:\n";
+        assert_eq!(group_gid(text, "cairn"), Some(998));
+        assert_eq!(group_gid(text, "root"), Some(0));
+        assert_eq!(group_gid(text, "odd"), None);
+        assert_eq!(group_gid(text, "wheel"), None);
+    }
 
     #[test]
     fn policy_allows_root_self_and_group_members_only() {

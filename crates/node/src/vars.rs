@@ -20,7 +20,7 @@ pub struct VarContext {
 
 impl VarContext {
     /// The calling process's facts. `USER` and `HOME` come from the environment when set
-    /// (cheap, and what the caller's shell says), else from the password database.
+    /// (cheap, and what the caller's shell says), else from `/etc/passwd`.
     pub fn from_process() -> VarContext {
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
@@ -29,9 +29,11 @@ impl VarContext {
         let (user, home) = match (env_user, env_home) {
             (Some(u), Some(h)) => (u, h),
             (u, h) => {
-                let pw = nix::unistd::User::from_uid(uid).ok().flatten();
-                let pw_user = pw.as_ref().map(|p| p.name.clone());
-                let pw_home = pw.as_ref().map(|p| p.dir.to_string_lossy().into_owned());
+                let pw = std::fs::read_to_string("/etc/passwd")
+                    .ok()
+                    .and_then(|text| passwd_entry(&text, uid.as_raw()));
+                let pw_user = pw.as_ref().map(|p| p.0.clone());
+                let pw_home = pw.as_ref().map(|p| p.1.clone());
                 (
                     u.or(pw_user).unwrap_or_else(|| uid.to_string()),
                     h.or(pw_home).unwrap_or_else(|| "/".to_owned()),
@@ -50,6 +52,16 @@ impl VarContext {
             pid: std::process::id(),
         }
     }
+}
+
+/// Name and home of `uid` in passwd(5) text. The file is read directly rather than through
+/// NSS: the binary is linked statically, and glibc's NSS modules (systemd, sss, ldap) must
+/// not be loaded into it (see `nss_files_only` in the binary).
+fn passwd_entry(text: &str, uid: u32) -> Option<(String, String)> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[2].parse() == Ok(uid)).then(|| (f[0].to_string(), f[5].to_string()))
+    })
 }
 
 /// Names accepted after `$`, in the order error messages list them.
@@ -262,6 +274,17 @@ fn civil_from_days(days: u64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn passwd_entries_are_found_by_uid() {
+        let text = "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken\nalice:x:1000:100::/home/alice:/bin/sh\n";
+        assert_eq!(
+            passwd_entry(text, 1000),
+            Some(("alice".into(), "/home/alice".into()))
+        );
+        assert_eq!(passwd_entry(text, 0).unwrap().0, "root");
+        assert_eq!(passwd_entry(text, 7), None);
+    }
 
     fn ctx() -> VarContext {
         VarContext {

@@ -4,7 +4,7 @@
 # Needs: bubblewrap, hyperfine; build first: cargo build --release -p cairn-sandbox --example sandbox-run
 set -eu
 N=${N:-200}
-R=${R:-${CARGO_TARGET_DIR:-target}/release/examples/sandbox-run}
+R=${R:-${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n "s/^host: //p")/release/examples/sandbox-run}
 B="bwrap $($R --print-bwrap -- /bin/true | sed 's|--ro-bind-data 3 /etc/passwd|--ro-bind /etc/passwd /etc/passwd|')"
 BN=$(echo "$B" | sed 's|--unshare-cgroup|--unshare-cgroup --unshare-net|')
 OUT=$(mktemp)
