@@ -88,7 +88,8 @@ pub fn keep(spec: &SandboxSpec, on_ready: &mut dyn FnMut(&Kept)) -> Result<i32, 
 }
 
 /// Start time of process `pid` (clock ticks since boot), `None` when there is no such
-/// process. Read into a stack buffer: this is on the path of every entered call.
+/// process or it has exited (a zombie has no namespaces left to enter). Read into a stack
+/// buffer: this is on the path of every entered call.
 pub fn start_time(pid: i32) -> Option<u64> {
     let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = [0u8; 1024];
@@ -104,12 +105,17 @@ pub fn start_time(pid: i32) -> Option<u64> {
     parse_start_time(&buf[..len])
 }
 
-/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) may hold spaces and
-/// parentheses: the fields restart after the last ')'.
+/// Field 22 of a `/proc/PID/stat` line, unless field 3 (the state) says the process has
+/// exited (`Z`ombie, `X` dead). The command name (field 2) may hold spaces and parentheses:
+/// the fields restart after the last ')'.
 fn parse_start_time(stat: &[u8]) -> Option<u64> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_ascii_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -121,6 +127,8 @@ mod tests {
         let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
         assert_eq!(parse_start_time(line), Some(98765));
         assert_eq!(parse_start_time(b"42 (x"), None);
+        let zombie = b"42 (a) Z 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(zombie), None);
     }
 
     #[test]
