@@ -161,11 +161,52 @@ fn kill9(pid: i32) {
     .unwrap();
 }
 
+/// Host pids of processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .contains(marker)
+                .then_some(pid)
+        })
+        .collect()
+}
+
 /// Nothing of this world is mounted on the host.
 fn assert_nothing_mounted(world: &World) {
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = world.root().to_string_lossy().into_owned();
     assert!(!mounts.contains(&root), "mounted on the host: {mounts}");
+}
+
+/// Kills whatever still runs with this world's `CAIRN_ROOT` when a test ends (a failed
+/// test must not leave keepers or calls behind).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let mark = format!("CAIRN_ROOT={}", self.0.display());
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
+            if environ.split(|&b| b == 0).any(|v| v == mark.as_bytes()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
 }
 
 /// Prints each argument in brackets.
@@ -177,6 +218,7 @@ fn resume_reuses_one_kept_instance() {
         return skip("resume test needs root (image apps on a root store)");
     }
     let world = World::new();
+    let _reaper = Reaper(world.root().to_path_buf());
     import_busybox(&world);
     let app = register(&world, "keep", "resume");
 
@@ -212,6 +254,34 @@ fn resume_reuses_one_kept_instance() {
         ("out\n".into(), "err\n".into())
     );
     assert_eq!(instances(&world, "keep").len(), 1);
+
+    // A call's program dies with its caller (kill -9); the kept instance stays.
+    let mut caller = command(
+        &world,
+        &app,
+        &["-c", "echo started; exec /bin/busybox sleep 6001"],
+        None,
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(caller.stdout.take().unwrap());
+    assert_eq!(line(&mut out), "started\n");
+    // "started" comes before the exec: wait (bounded) for the sleep itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sleepers = loop {
+        let found = processes_with("sleep\x006001");
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(sleepers.len(), 1, "{sleepers:?}");
+    kill9(caller.id() as i32);
+    caller.wait().unwrap();
+    wait_gone(sleepers[0]);
+    assert!(alive(keeper));
+    assert_eq!(call_ok(&world, &app, "cat /state", None), "one\n");
 
     // CAIRN_INSTANCE names separate instances.
     call_ok(&world, &app, "echo A > /who", Some("a"));
@@ -293,6 +363,7 @@ fn attach_connects_calls_to_one_process() {
         return skip("attach test needs root (image apps on a root store)");
     }
     let world = World::new();
+    let _reaper = Reaper(world.root().to_path_buf());
     import_busybox(&world);
     let app = register(&world, "att", "attach");
     let script = r#"printf '[%s]' "$@"; echo; while read l; do [ "$l" = quit ] && exit 7; echo got:$l; echo err:$l >&2; done"#;
@@ -351,6 +422,7 @@ fn named_fresh_instances_and_bad_ids() {
         return skip("instance test needs root (image apps on a root store)");
     }
     let world = World::new();
+    let _reaper = Reaper(world.root().to_path_buf());
     import_busybox(&world);
     let app = register(&world, "fr", "fresh");
 
@@ -410,4 +482,106 @@ fn named_fresh_instances_and_bad_ids() {
         .failure();
     let err = text(&refused.get_output().stderr);
     assert!(err.contains("needs an image app"), "{err}");
+}
+
+#[test]
+fn concurrent_first_calls_start_one_keeper() {
+    if !is_root() {
+        return skip("resume test needs root (image apps on a root store)");
+    }
+    let world = World::new();
+    let _reaper = Reaper(world.root().to_path_buf());
+    import_busybox(&world);
+    let app = register(&world, "race", "resume");
+    let calls: Vec<Child> = (0..4)
+        .map(|_| {
+            command(&world, &app, &["-c", "readlink /proc/self/ns/pid"], None)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut seen: Vec<String> = calls
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            text(&out.stdout)
+        })
+        .collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(instances(&world, "race").len(), 1);
+    world.cairn().args(["app", "rm", "race"]).assert().success();
+}
+
+/// As an unprivileged user: a rootless store, a kept sandbox in a user namespace, calls
+/// entering it (setns into a user namespace the caller owns).
+#[test]
+fn rootless_resume() {
+    fn os<'a>(v: &[&'a str]) -> Vec<&'a std::ffi::OsStr> {
+        v.iter().map(|s| std::ffi::OsStr::new(*s)).collect()
+    }
+    use std::ffi::OsStr;
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        return skip("rootless resume test switches to nobody with setpriv (needs root)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = work.path().join("layout");
+    ImageSpec::default()
+        .layer(&busybox_layer().unwrap(), Compression::Gzip)
+        .unwrap()
+        .write_oci_layout(&layout, Some("local/busybox:1"))
+        .unwrap();
+    let root = work.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let _reaper = Reaper(root.clone());
+    std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |program: &Path, args: &[&OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("CAIRN_ROOT", &root)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let cairn = support::cairn_bin();
+    let mut import = os(&["image", "import"]);
+    import.push(layout.as_os_str());
+    ok(as_nobody(&cairn, &import));
+    let app = root.join("bin/rr");
+    let mut register = os(&["app", "register", "rr", "--image", "local/busybox:1"]);
+    register.extend(os(&[
+        "--target",
+        "/bin/sh",
+        "--mode",
+        "resume",
+        "--app-path",
+    ]));
+    register.push(app.as_os_str());
+    ok(as_nobody(&cairn, &register));
+    let ns = "readlink /proc/self/ns/pid";
+    let first = ok(as_nobody(
+        &app,
+        &os(&["-c", &format!("echo one > /state; {ns}")]),
+    ));
+    let second = ok(as_nobody(
+        &app,
+        &os(&["-c", &format!("cat /state; {ns}; id -u")]),
+    ));
+    assert_eq!(second, format!("one\n{first}0\n"));
+    let out = as_nobody(&app, &os(&["-c", "exit 42"]));
+    assert_eq!(out.status.code(), Some(42));
+    ok(as_nobody(&cairn, &os(&["app", "stop", "rr"])));
+    assert!(!root.join("run/cairn/instances/rr/default").exists());
+    ok(as_nobody(&cairn, &os(&["app", "rm", "rr"])));
 }

@@ -206,10 +206,15 @@ fn start_keeper(name: &str, id: &str, args: &[OsString]) -> Result<(), Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid and close_range are async-signal-safe and touch no memory. The keeper
+    // lives long: descriptors the caller leaked to it (no close-on-exec) must not stay open.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+            if libc::close_range(3, libc::c_uint::MAX, cloexec) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
