@@ -129,15 +129,14 @@ impl Program {
     /// The program's process: drop privileges, apply process attributes, filter, exec.
     /// `death`: how the program dies with its launcher (if it should).
     pub(crate) fn start<'a>(&'a self, err_fd: c_int, death: Death) -> Result<Infallible, Fail<'a>> {
-        let p = self;
-        if p.new_session {
+        if self.new_session {
             // SAFETY: setsid has no memory arguments.
             if unsafe { libc::setsid() } < 0 {
                 return Err(Fail::bare("setsid", sys::errno()));
             }
         }
-        caps::drop_bounding(p.bounding)?;
-        if let Some(ids) = p.switch_ids {
+        caps::drop_bounding(self.bounding)?;
+        if let Some(ids) = self.switch_ids {
             userns::switch_ids(ids)?;
         }
         // After fork and id changes the death signal is reset: set it (again) now.
@@ -153,12 +152,12 @@ impl Program {
             }
             Death::WithLauncher => die_with_parent(err_fd)?,
         }
-        caps::set_process(p.process_caps)?;
+        caps::set_process(self.process_caps)?;
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
             .map_err(|e| Fail::bare("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
         // SAFETY: umask cannot fail.
-        unsafe { libc::umask(p.umask) };
-        sys::chdir(&p.chdir).map_err(|e| Fail::new("chdir", p.chdir.to_bytes(), e))?;
+        unsafe { libc::umask(self.umask) };
+        sys::chdir(&self.chdir).map_err(|e| Fail::new("chdir", self.chdir.to_bytes(), e))?;
         // Every descriptor but 0-2 (and the error pipe, until execve) closes on exec.
         // SAFETY: close_range only changes descriptor flags.
         if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) }
@@ -167,8 +166,8 @@ impl Program {
             return Err(Fail::bare("close_range", sys::errno()));
         }
         signals::reset_for_exec();
-        seccomp::install(&p.filters)?;
-        exec(p)
+        seccomp::install(&self.filters)?;
+        exec(self)
     }
 }
 

@@ -17,6 +17,9 @@
 //! - when the target exits, every attached call returns its exit status (128+N for signal
 //!   N) and the instance is removed. A call that goes away (even `kill -9`) just detaches.
 //!
+//! The target's stdin, stdout and stderr are pipes, never a terminal: it outlives any one
+//! caller, so it cannot have a caller's TTY as its controlling terminal.
+//!
 //! The socket only accepts the keeper's own user (peer credentials) or root. The calls do
 //! not copy data: the keeper writes to their descriptors directly, so a call is one
 //! process waiting for a status. A caller whose output pipe is full holds the target's
@@ -166,7 +169,7 @@ pub fn serve(
         err: Some(err_read),
         clients: Vec::new(),
     };
-    let status = relay.run(dir);
+    let status = relay.run();
     for client in relay.clients.iter_mut().flatten() {
         let _ = client.sock.write_all(&status.to_ne_bytes());
     }
@@ -197,6 +200,10 @@ fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], mask: &SigSet) -> Resu
         // SAFETY: duplicating a descriptor we hold onto a standard one.
         unsafe { libc::dup2(fd.as_raw_fd(), target) };
     }
+    // The keeper's descriptors (socket, pipe ends, report channel) are not the runner's.
+    // SAFETY: closing every descriptor above stderr; the OwnedFds of the keeper's copy of
+    // this process are never used again here (the child leaves with _exit).
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
     let code = match cairn_sandbox::run(spec) {
         Ok(code) => code,
         Err(e) => {
@@ -236,7 +243,7 @@ enum Slot {
 
 impl Relay {
     /// Relays until the target has exited and its output is drained; returns its status.
-    fn run(&mut self, dir: &Path) -> i32 {
+    fn run(&mut self) -> i32 {
         loop {
             if let Some(status) = self.status
                 && self.out.is_none()
@@ -250,7 +257,7 @@ impl Relay {
             }
             for (fd, slot) in fds.iter().zip(slots) {
                 if fd.revents != 0 {
-                    self.handle(slot, dir);
+                    self.handle(slot);
                 }
             }
             self.clients.retain(Option::is_some);
@@ -286,7 +293,7 @@ impl Relay {
         (fds, slots)
     }
 
-    fn handle(&mut self, slot: Slot, dir: &Path) {
+    fn handle(&mut self, slot: Slot) {
         match slot {
             Slot::Listener => {
                 if let Ok((sock, _)) = self.listener.accept()
@@ -300,7 +307,7 @@ impl Relay {
                     self.signal(info.ssi_signo as i32);
                 }
             }
-            Slot::Runner => self.reap(dir),
+            Slot::Runner => self.reap(),
             Slot::Out => self.pump(true),
             Slot::Err => self.pump(false),
             Slot::Sock(i) => {
@@ -347,7 +354,8 @@ impl Relay {
         }
     }
 
-    fn reap(&mut self, _dir: &Path) {
+    /// The runner has exited: its status is the target's.
+    fn reap(&mut self) {
         let mut status = 0;
         // SAFETY: reaping our own child into a valid out-parameter.
         let rc = unsafe { libc::waitpid(self.runner, &mut status, libc::WNOHANG) };
