@@ -176,6 +176,27 @@ fn processes_with(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Waits (bounded) until a process whose command line contains `marker` runs.
+fn wait_for_process(marker: &str) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = processes_with(marker);
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no process with {marker:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn term(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
 /// Nothing of this world is mounted on the host.
 fn assert_nothing_mounted(world: &World) {
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -268,20 +289,29 @@ fn resume_reuses_one_kept_instance() {
     let mut out = BufReader::new(caller.stdout.take().unwrap());
     assert_eq!(line(&mut out), "started\n");
     // "started" comes before the exec: wait (bounded) for the sleep itself.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let sleepers = loop {
-        let found = processes_with("sleep\x006001");
-        if !found.is_empty() || Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let sleepers = wait_for_process("sleep\x006001");
     assert_eq!(sleepers.len(), 1, "{sleepers:?}");
     kill9(caller.id() as i32);
     caller.wait().unwrap();
     wait_gone(sleepers[0]);
     assert!(alive(keeper));
     assert_eq!(call_ok(&world, &app, "cat /state", None), "one\n");
+
+    // Signals the caller gets are forwarded: SIGTERM ends the program with 128+15.
+    let mut caller = command(
+        &world,
+        &app,
+        &["-c", "echo started; exec /bin/busybox sleep 6002"],
+        None,
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(caller.stdout.take().unwrap());
+    assert_eq!(line(&mut out), "started\n");
+    wait_for_process("sleep\x006002");
+    term(caller.id() as i32);
+    assert_eq!(caller.wait().unwrap().code(), Some(143));
 
     // CAIRN_INSTANCE names separate instances.
     call_ok(&world, &app, "echo A > /who", Some("a"));
@@ -398,6 +428,20 @@ fn attach_connects_calls_to_one_process() {
     std::io::Read::read_to_string(&mut first.stderr.take().unwrap(), &mut first_err).unwrap();
     assert_eq!(first_err, "err:a\nerr:b\n");
     assert_eq!(instance_dirs(&world, "att"), Vec::<String>::new());
+
+    // A signal an attached call gets reaches the process: every call returns 128+15.
+    let script = "echo up; read l; echo got:$l; exec /bin/busybox sleep 6003";
+    let (mut one, mut one_out) = spawn_attached(&world, &app, &["-c", script]);
+    assert_eq!(line(&mut one_out), "up\n");
+    let (mut two, mut two_out) = spawn_attached(&world, &app, &["ignored"]);
+    two.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    // Both attached: the second's input reached the process, its output both calls.
+    assert_eq!(line(&mut one_out), "got:hi\n");
+    assert_eq!(line(&mut two_out), "got:hi\n");
+    wait_for_process("sleep\x006003");
+    term(one.id() as i32);
+    assert_eq!(one.wait().unwrap().code(), Some(143));
+    assert_eq!(two.wait().unwrap().code(), Some(143));
 
     // `app stop` ends the process (SIGTERM): attached calls return 128+15.
     let (mut waiting, mut waiting_out) = spawn_attached(

@@ -153,13 +153,24 @@ fn attach_call(
 ) -> Result<i32, Error> {
     let id = ctx.instance.as_deref().unwrap_or(DEFAULT_ID);
     let dir = apps.instances.join(name).join(id);
-    match State::read(&dir) {
-        Some(s) if s.mode == Mode::Attach && s.is_alive() => {}
-        _ => {
-            ensure_kept(apps, name, id, Mode::Attach, &args)?;
+    let what = format!("{name}@{id}");
+    // An instance ending meanwhile does not take the call: start a new one (bounded).
+    for _ in 0..3 {
+        match State::read(&dir) {
+            Some(s) if s.mode == Mode::Attach && s.is_alive() => {}
+            _ => {
+                ensure_kept(apps, name, id, Mode::Attach, &args)?;
+            }
+        }
+        if let Some(status) = attach::call(&dir, &what)? {
+            return Ok(status);
         }
     }
-    attach::call(&dir, &format!("{name}@{id}"))
+    Err(instance_error(
+        name,
+        id,
+        "cannot be attached (it keeps ending)",
+    ))
 }
 
 /// Under the app's lock: the live kept instance `id`, or a new one (stale remains removed

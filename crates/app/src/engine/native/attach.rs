@@ -3,7 +3,8 @@
 //! The keeper (`cairn app keep`, detached) runs the target in a fresh sandbox from a child
 //! process (the runner), with the target's stdin, stdout and stderr on three pipes the
 //! keeper holds, and serves `attach.sock` in the instance directory. A call connects and
-//! hands over its own stdin, stdout and stderr (SCM_RIGHTS); from then on:
+//! hands over its own stdin, stdout and stderr (SCM_RIGHTS) and waits for the keeper's
+//! acknowledgement; from then on:
 //!
 //! - what the call's stdin gives goes to the target's stdin (several attached calls are
 //!   interleaved by read; a call's end of input is not the target's: others may follow);
@@ -15,7 +16,9 @@
 //! - a signal the call receives (INT, TERM, HUP, QUIT, USR1, USR2, WINCH, CONT) is passed to
 //!   the target, as for a fresh call;
 //! - when the target exits, every attached call returns its exit status (128+N for signal
-//!   N) and the instance is removed. A call that goes away (even `kill -9`) just detaches.
+//!   N). The instance is removed first, so the next call starts a new one; a call that
+//!   connected while the keeper was ending gets no acknowledgement and starts a new one
+//!   too. A call that goes away (even `kill -9`) just detaches.
 //!
 //! The target's stdin, stdout and stderr are pipes, never a terminal: it outlives any one
 //! caller, so it cannot have a caller's TTY as its controlling terminal.
@@ -65,15 +68,17 @@ fn io(path: &Path, e: impl Into<std::io::Error>) -> Error {
 // ---------------------------------------------------------------- the call
 
 /// Attaches this call to the instance in `dir` (`what` names it in errors); returns the
-/// target's exit status once it exits.
-pub fn call(dir: &Path, what: &str) -> Result<i32, Error> {
+/// target's exit status once it exits, or `None` when the keeper did not take the call
+/// (it was ending: the caller starts a new instance).
+pub fn call(dir: &Path, what: &str) -> Result<Option<i32>, Error> {
     let path = dir.join(SOCKET);
     let fail = |reason: String| Error::Instance {
         what: what.to_string(),
         reason,
     };
-    let mut sock = UnixStream::connect(&path)
-        .map_err(|e| fail(format!("cannot be attached ({}: {e})", path.display())))?;
+    let Ok(mut sock) = UnixStream::connect(&path) else {
+        return Ok(None);
+    };
     let fds = [0, 1, 2];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     socket::sendmsg::<()>(
@@ -84,6 +89,11 @@ pub fn call(dir: &Path, what: &str) -> Result<i32, Error> {
         None,
     )
     .map_err(|e| io(&path, e))?;
+    // The keeper acknowledges the call once it is attached; EOF first means it was ending.
+    let mut ack = [0u8; 1];
+    if !matches!(sock.read(&mut ack), Ok(1)) {
+        return Ok(None);
+    }
     let mut mask = SigSet::empty();
     for sig in FORWARDED {
         mask.add(sig);
@@ -113,7 +123,7 @@ pub fn call(dir: &Path, what: &str) -> Result<i32, Error> {
             }
             got += n;
             if got == status.len() {
-                return Ok(i32::from_ne_bytes(status));
+                return Ok(Some(i32::from_ne_bytes(status)));
             }
         }
     }
@@ -170,12 +180,18 @@ pub fn serve(
         clients: Vec::new(),
     };
     let status = relay.run();
-    for client in relay.clients.iter_mut().flatten() {
+    // Gone before any call hears the status: a call that follows starts a new instance,
+    // and one that connected meanwhile is not acknowledged (it starts one too).
+    let Relay {
+        listener, clients, ..
+    } = relay;
+    let removed =
+        AppLock::acquire(app_dir).and_then(|_lock| instance::remove_if_owned(dir, &state));
+    drop(listener);
+    for mut client in clients.into_iter().flatten() {
         let _ = client.sock.write_all(&status.to_ne_bytes());
     }
-    let _lock = AppLock::acquire(app_dir)?;
-    instance::remove_if_owned(dir, &state)?;
-    Ok(status)
+    removed.map(|()| status)
 }
 
 /// Forks the runner: the target's sandbox with `stdio` as its stdin, stdout and stderr,
@@ -432,6 +448,7 @@ fn register(sock: UnixStream) -> Option<Client> {
     sock.set_read_timeout(None).ok()?;
     let mut fds = fds.into_iter();
     let (stdin, stdout, stderr) = (fds.next()?, fds.next()?, fds.next()?);
+    (&sock).write_all(b"A").ok()?;
     Some(Client {
         sock,
         stdin: Some(stdin),
