@@ -476,7 +476,7 @@ fn named_fresh_instances_and_bad_ids() {
         assert_eq!(out.status.code(), Some(1), "{bad}");
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("invalid CAIRN_INSTANCE"), "{err}");
+        assert!(err.contains("invalid instance id"), "{err}");
     }
     assert_eq!(instance_dirs(&world, "fr"), Vec::<String>::new());
 

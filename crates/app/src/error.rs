@@ -19,7 +19,7 @@ pub enum Error {
     #[error("no running instance of {what} (see `cairn app ps`)")]
     NotRunning { what: String },
     #[error(
-        "invalid CAIRN_INSTANCE {id:?}: expected lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
+        "invalid instance id {id:?} (CAIRN_INSTANCE, NAME@ID): expected lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
     )]
     InstanceId { id: String },
     #[error("instance {what} {reason}")]

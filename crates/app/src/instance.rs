@@ -584,7 +584,7 @@ mod tests {
         }
         for bad in ["", "A", "-a", ".a", "a/b", "a b", "é", &"x".repeat(65)] {
             let err = check_id(bad).unwrap_err().to_string();
-            assert!(err.contains("CAIRN_INSTANCE"), "{err}");
+            assert!(err.contains("invalid instance id"), "{err}");
         }
     }
 

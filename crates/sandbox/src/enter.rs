@@ -59,7 +59,11 @@ pub fn enter(kept: &Kept, spec: &SandboxSpec) -> Result<i32, Error> {
             Death::Never
         },
     };
-    entry.execute()
+    match entry.execute() {
+        // The sandbox ended while we were entering it (setns found no process).
+        Err(Error::Setup(_)) if !kept.is_alive() => Err(Error::Gone { pid: kept.pid }),
+        other => other,
+    }
 }
 
 /// The namespaces a kept sandbox of `spec` has of its own. Joining one's own user namespace
