@@ -30,15 +30,26 @@ pub enum AppCommand {
     },
     /// Remove an app: its command, config, fragments, image pins and instances.
     Rm { name: String },
-    /// List running instances (ID = the pid of the launching process).
+    /// List instances: fresh calls running (ID = the launcher's pid, or CAIRN_INSTANCE) and
+    /// kept resume/attach instances.
     Ps {
         #[arg(long)]
         json: bool,
     },
-    /// Stop an app's instances, or one of them (NAME@ID): SIGTERM to the target.
+    /// Stop an app's instances, or one of them (NAME@ID): SIGTERM to a fresh call's target;
+    /// a kept instance is ended and removed.
     Stop {
         #[arg(value_name = "NAME[@ID]")]
         instance: String,
+    },
+    /// Internal: the detached keeper of a resume or attach instance (started by a call).
+    #[command(hide = true)]
+    Keep {
+        name: String,
+        id: String,
+        /// The first call's arguments (attach: the target's).
+        #[arg(last = true)]
+        args: Vec<OsString>,
     },
 }
 
@@ -152,30 +163,91 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&list)?;
             } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
                 let rows = list
                     .iter()
-                    .map(|r| vec![r.app.clone(), r.id.to_string(), r.dir.display().to_string()])
+                    .map(|r| {
+                        vec![
+                            r.app.clone(),
+                            r.id.to_string(),
+                            cairn_app::instance::mode_name(r.mode).to_string(),
+                            r.pid.to_string(),
+                            age(now.saturating_sub(r.started)),
+                        ]
+                    })
                     .collect::<Vec<_>>();
-                print_table(&["APP", "ID", "DIRECTORY"], &rows);
+                print_table(&["APP", "ID", "MODE", "PID", "STARTED"], &rows);
             }
         }
         AppCommand::Stop { instance } => {
             let (name, id) = match instance.split_once('@') {
                 Some((name, id)) => {
-                    let id = id
-                        .parse::<u32>()
-                        .with_context(|| format!("invalid instance id in {instance:?}"))?;
+                    if id.parse::<u32>().is_err() {
+                        cairn_app::instance::check_id(id)?;
+                    }
                     (name, Some(id))
                 }
                 None => (instance.as_str(), None),
             };
             cairn_app::check_name(name)?;
             for id in cairn_app::instance::stop(&apps.instances, name, id)? {
-                eprintln!("stopping {name}@{id}");
+                eprintln!("stopped {name}@{id}");
             }
         }
+        AppCommand::Keep { name, id, args } => return keep(&apps, &config, &name, &id, args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "12s ago", "5m ago", "3h ago", "2d ago".
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
+    }
+}
+
+/// `cairn app keep`: says "ready" (or the one-line error) on its stdout, the starting
+/// call's pipe, then closes it. Everything this process starts gets /dev/null as stdout
+/// instead, so no long-lived process holds the call's pipe.
+fn keep(
+    apps: &Apps,
+    config: &cairn_config::Config,
+    name: &str,
+    id: &str,
+    args: Vec<OsString>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let report = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot keep the report channel")?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .context("cannot open /dev/null")?;
+    nix::unistd::dup2_stdout(&null).context("cannot redirect stdout")?;
+    let report = std::cell::RefCell::new(Some(std::fs::File::from(report)));
+    let say = |line: &str| {
+        if let Some(mut out) = report.borrow_mut().take() {
+            let _ = writeln!(out, "{line}");
+        }
+    };
+    let ctx = cairn_app::LaunchContext::from_env(config.cgroup.root.clone());
+    let result = cairn_app::engine::native::keep(apps, name, id, args, &ctx, &mut || say("ready"));
+    match result {
+        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Err(e) => {
+            say(&e.to_string().replace('\n', " "));
+            Err(e.into())
+        }
+    }
 }
 
 fn source(c: &AppConfig) -> String {

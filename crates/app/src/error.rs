@@ -18,6 +18,12 @@ pub enum Error {
     NotFound { name: String },
     #[error("no running instance of {what} (see `cairn app ps`)")]
     NotRunning { what: String },
+    #[error(
+        "invalid instance id {id:?} (CAIRN_INSTANCE, NAME@ID): expected lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
+    )]
+    InstanceId { id: String },
+    #[error("instance {what} {reason}")]
+    Instance { what: String, reason: String },
     #[error("app {name} is already registered (use --force to replace it)")]
     Exists { name: String },
     #[error("{} exists and is not this app's command (use --force to replace it)", path.display())]

@@ -195,10 +195,11 @@ impl Apps {
                 name: name.to_string(),
             });
         }
-        let running: Vec<u32> = instance::running(&self.instances)?
+        // Calls in progress refuse the removal; kept (resume, attach) instances are stopped.
+        let running: Vec<String> = instance::running(&self.instances)?
             .into_iter()
-            .filter(|r| r.app == name)
-            .map(|r| r.id)
+            .filter(|r| r.app == name && r.mode == crate::config::Mode::Fresh)
+            .map(|r| r.id.to_string())
             .collect();
         if !running.is_empty() {
             return Err(Error::Invalid {
@@ -208,6 +209,7 @@ impl Apps {
                 ),
             });
         }
+        instance::stop_all_kept(&self.instances, name)?;
         // A config that no longer validates still names its command: read that key alone.
         let config = self.load(name).unwrap_or_else(|_| AppConfig {
             app_path: raw_app_path(&config_file),

@@ -45,6 +45,9 @@ pub enum Error {
     /// Writing a limit or reading cgroup state failed.
     #[error("sandbox: cgroup {}: {err}", path.display())]
     Cgroup { path: PathBuf, err: io::Error },
+    /// The kept sandbox to enter has exited (or its pid now belongs to another process).
+    #[error("sandbox: kept sandbox (pid {pid}) is no longer running")]
+    Gone { pid: i32 },
     /// A system call of the launching process failed.
     #[error("sandbox: {op}: {err}")]
     Sys { op: &'static str, err: io::Error },

@@ -29,7 +29,7 @@ use crate::{caps, seccomp, signals, sys};
 pub fn run(spec: &SandboxSpec) -> Result<i32, Error> {
     let caller = Caller::current();
     let cgroup = Cgroup::create(&spec.cgroup)?;
-    let result = Launch::prepare(spec, caller, cgroup.as_ref()).and_then(Launch::execute);
+    let result = Launch::prepare(spec, caller, cgroup.as_ref()).and_then(|l| l.execute(None));
     if let Some(cg) = cgroup {
         cg.remove();
     }
@@ -41,7 +41,7 @@ pub fn run(spec: &SandboxSpec) -> Result<i32, Error> {
 const ROOT_MOUNT_POINT: &str = "/tmp";
 
 /// Everything the child needs, prepared so that it never allocates.
-struct Launch {
+pub(crate) struct Launch {
     clone_flags: c_int,
     /// Unshared by the child after joining the cgroup, so the namespace's root is that cgroup.
     late_cgroup_ns: bool,
@@ -56,10 +56,12 @@ struct Launch {
     root: RootPlan,
     program: Program,
     die_with_parent: bool,
+    /// Keep mode (`keeper`): pid 1 holds the namespaces and runs no program.
+    keep: bool,
 }
 
 /// The program's side: ids, capabilities, process attributes, filters and exec arguments.
-struct Program {
+pub(crate) struct Program {
     /// argv[0] as given, for "command not found".
     name: Vec<u8>,
     /// Paths to try, in PATH order (one when argv[0] has a slash).
@@ -79,46 +81,10 @@ struct Program {
     filters: Vec<BpfProgram>,
 }
 
-/// File descriptors of one launch: error pipe (child -> parent) and map sync pipe.
-struct Pipes {
-    err_read: OwnedFd,
-    err_write: OwnedFd,
-    sync: Option<(OwnedFd, OwnedFd)>,
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid two-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::sys("pipe2"));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-impl Launch {
-    fn prepare(
-        spec: &SandboxSpec,
-        caller: Caller,
-        cgroup: Option<&Cgroup>,
-    ) -> Result<Launch, Error> {
-        let ns = spec.namespaces;
-        let mut flags = libc::CLONE_NEWNS;
-        let cgroup_fds = cgroup.map(Cgroup::join_fds).unwrap_or_default();
-        let late_cgroup_ns = ns.cgroup && !cgroup_fds.is_empty();
-        for (on, flag) in [
-            (ns.user, libc::CLONE_NEWUSER),
-            (ns.pid, libc::CLONE_NEWPID),
-            (ns.net, libc::CLONE_NEWNET),
-            (ns.ipc, libc::CLONE_NEWIPC),
-            (ns.uts, libc::CLONE_NEWUTS),
-            (ns.cgroup && !late_cgroup_ns, libc::CLONE_NEWCGROUP),
-        ] {
-            if on {
-                flags |= flag;
-            }
-        }
-        let mapping = userns::plan(ns.user, spec.user, caller)?;
+impl Program {
+    /// Everything the program's process needs, built before any fork. `mapping` is how the
+    /// sandbox's user namespace maps ids: root launches switch ids themselves.
+    pub(crate) fn prepare(spec: &SandboxSpec, mapping: &Mapping) -> Result<Program, Error> {
         // Root (in or out of a user namespace) switches ids itself; rootless already maps them.
         let root_launch = !matches!(mapping, Mapping::Child { .. });
         let target_is_root = spec.user.uid == 0;
@@ -152,6 +118,119 @@ impl Launch {
         };
         program.argv_ptrs = pointers(&program.argv);
         program.envp_ptrs = pointers(&program.envp);
+        Ok(program)
+    }
+
+    /// Whether the program shares the caller's session (and so its terminal's signals).
+    pub(crate) fn shares_tty(&self) -> bool {
+        !self.new_session
+    }
+
+    /// The program's process: drop privileges, apply process attributes, filter, exec.
+    /// `death`: how the program dies with its launcher (if it should).
+    pub(crate) fn start<'a>(&'a self, err_fd: c_int, death: Death) -> Result<Infallible, Fail<'a>> {
+        if self.new_session {
+            // SAFETY: setsid has no memory arguments.
+            if unsafe { libc::setsid() } < 0 {
+                return Err(Fail::bare("setsid", sys::errno()));
+            }
+        }
+        caps::drop_bounding(self.bounding)?;
+        if let Some(ids) = self.switch_ids {
+            userns::switch_ids(ids)?;
+        }
+        // After fork and id changes the death signal is reset: set it (again) now.
+        match death {
+            Death::Never => {}
+            Death::WithReaper(pid) => {
+                sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+                    .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
+                // SAFETY: getppid cannot fail.
+                if unsafe { libc::getppid() } != pid {
+                    sys::exit(1);
+                }
+            }
+            Death::WithLauncher => die_with_parent(err_fd)?,
+        }
+        caps::set_process(self.process_caps)?;
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+            .map_err(|e| Fail::bare("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(self.umask) };
+        sys::chdir(&self.chdir).map_err(|e| Fail::new("chdir", self.chdir.to_bytes(), e))?;
+        // Every descriptor but 0-2 (and the error pipe, until execve) closes on exec.
+        // SAFETY: close_range only changes descriptor flags.
+        if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) }
+            != 0
+        {
+            return Err(Fail::bare("close_range", sys::errno()));
+        }
+        signals::reset_for_exec();
+        seccomp::install(&self.filters)?;
+        exec(self)
+    }
+}
+
+/// How the program's process follows its launcher into death.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Death {
+    /// It does not (die_with_parent off).
+    Never,
+    /// Its parent is the sandbox's reaper, whose pid is known.
+    WithReaper(pid_t),
+    /// Its parent is the launching process, which holds the error pipe's only read end.
+    WithLauncher,
+}
+
+/// File descriptors of one launch: error pipe (child -> parent) and map sync pipe.
+struct Pipes {
+    err_read: OwnedFd,
+    err_write: OwnedFd,
+    sync: Option<(OwnedFd, OwnedFd)>,
+}
+
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::sys("pipe2"));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl Launch {
+    /// Switches the prepared launch to keep mode (see `keeper`): no program, no time
+    /// namespace (it would only apply to children pid 1 never forks).
+    pub(crate) fn into_keeper(mut self) -> Launch {
+        self.keep = true;
+        self.time_ns = false;
+        self
+    }
+
+    pub(crate) fn prepare(
+        spec: &SandboxSpec,
+        caller: Caller,
+        cgroup: Option<&Cgroup>,
+    ) -> Result<Launch, Error> {
+        let ns = spec.namespaces;
+        let mut flags = libc::CLONE_NEWNS;
+        let cgroup_fds = cgroup.map(Cgroup::join_fds).unwrap_or_default();
+        let late_cgroup_ns = ns.cgroup && !cgroup_fds.is_empty();
+        for (on, flag) in [
+            (ns.user, libc::CLONE_NEWUSER),
+            (ns.pid, libc::CLONE_NEWPID),
+            (ns.net, libc::CLONE_NEWNET),
+            (ns.ipc, libc::CLONE_NEWIPC),
+            (ns.uts, libc::CLONE_NEWUTS),
+            (ns.cgroup && !late_cgroup_ns, libc::CLONE_NEWCGROUP),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        let mapping = userns::plan(ns.user, spec.user, caller)?;
+        let program = Program::prepare(spec, &mapping)?;
         let hostname = match (&spec.hostname, ns.uts) {
             (Some(h), true) => Some(h.as_bytes().to_vec()),
             _ => None,
@@ -172,11 +251,13 @@ impl Launch {
             )?,
             program,
             die_with_parent: spec.die_with_parent,
+            keep: false,
         })
     }
 
-    /// Parent side of the launch, from clone to the program's exit.
-    fn execute(self) -> Result<i32, Error> {
+    /// Parent side of the launch, from clone to the program's exit. In keep mode,
+    /// `on_ready` gets the sandbox's pid 1 once it is set up (before the wait).
+    pub(crate) fn execute(self, on_ready: Option<&mut dyn FnMut(pid_t)>) -> Result<i32, Error> {
         let (err_read, err_write) = pipe()?;
         let sync = match self.mapping {
             Mapping::Parent => Some(pipe()?),
@@ -215,6 +296,14 @@ impl Launch {
                 kill_and_reap(child);
                 return Err(e);
             }
+        }
+        if let Some(ready) = on_ready {
+            // Keep mode: pid 1 closes its end once set up, so EOF here means ready.
+            if let Err(e) = read_report(&err_read) {
+                kill_and_reap(child);
+                return Err(e);
+            }
+            ready(child);
         }
         // Not waiting for the exec report here saves a wake-up on the hot path: the report
         // (or EOF) is read once the sandbox has exited, when every writer is gone.
@@ -271,6 +360,13 @@ impl Launch {
             // Applies to children only: the program, forked below.
             sys::unshare(libc::CLONE_NEWTIME).map_err(|e| Fail::bare("unshare time ns", e))?;
         }
+        if self.keep {
+            // Nothing to run: closing every descriptor (the error pipe too) tells the parent
+            // the sandbox is ready; then hold the namespaces until told to stop.
+            // SAFETY: closing every descriptor above stderr, none of which we use again.
+            unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+            signals::hold(set)
+        }
         if !self.fork_program {
             return self.exec_program(err_fd, None);
         }
@@ -289,59 +385,24 @@ impl Launch {
         }
     }
 
-    /// The program's process: drop privileges, apply process attributes, filter, exec.
+    /// The program's process, forked by the reaper (`reaper`) or exec'd in place.
     fn exec_program<'a>(
         &'a self,
         err_fd: c_int,
         reaper: Option<pid_t>,
     ) -> Result<Infallible, Fail<'a>> {
-        let p = &self.program;
-        if p.new_session {
-            // SAFETY: setsid has no memory arguments.
-            if unsafe { libc::setsid() } < 0 {
-                return Err(Fail::bare("setsid", sys::errno()));
-            }
-        }
-        caps::drop_bounding(p.bounding)?;
-        if let Some(ids) = p.switch_ids {
-            userns::switch_ids(ids)?;
-        }
-        // After fork and id changes the death signal is reset: set it (again) now.
-        if self.die_with_parent {
-            match reaper {
-                Some(pid) => {
-                    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-                        .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
-                    // SAFETY: getppid cannot fail.
-                    if unsafe { libc::getppid() } != pid {
-                        sys::exit(1);
-                    }
-                }
-                None => die_with_parent(err_fd)?,
-            }
-        }
-        caps::set_process(p.process_caps)?;
-        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
-            .map_err(|e| Fail::bare("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(p.umask) };
-        sys::chdir(&p.chdir).map_err(|e| Fail::new("chdir", p.chdir.to_bytes(), e))?;
-        // Every descriptor but 0-2 (and the error pipe, until execve) closes on exec.
-        // SAFETY: close_range only changes descriptor flags.
-        if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) }
-            != 0
-        {
-            return Err(Fail::bare("close_range", sys::errno()));
-        }
-        signals::reset_for_exec();
-        seccomp::install(&p.filters)?;
-        exec(p)
+        let death = match (self.die_with_parent, reaper) {
+            (false, _) => Death::Never,
+            (true, Some(pid)) => Death::WithReaper(pid),
+            (true, None) => Death::WithLauncher,
+        };
+        self.program.start(err_fd, death)
     }
 }
 
 /// PR_SET_PDEATHSIG, then make sure the parent did not die before it took effect: the
 /// error pipe's write end reports POLLERR once its only reader (the parent) is gone.
-fn die_with_parent(err_fd: c_int) -> Result<(), Fail<'static>> {
+pub(crate) fn die_with_parent(err_fd: c_int) -> Result<(), Fail<'static>> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
     let mut pfd = libc::pollfd {
@@ -451,14 +512,14 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
-fn report(err_fd: c_int, fail: &Fail<'_>) {
+pub(crate) fn report(err_fd: c_int, fail: &Fail<'_>) {
     let mut msg = MsgBuf::new();
     fail.format(&mut msg);
     let _ = sys::write_all(err_fd, msg.as_bytes());
 }
 
 /// Reads the child's report: EOF alone = the program was exec'd.
-fn read_report(fd: &OwnedFd) -> Result<(), Error> {
+pub(crate) fn read_report(fd: &OwnedFd) -> Result<(), Error> {
     let mut text = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -478,7 +539,7 @@ fn read_report(fd: &OwnedFd) -> Result<(), Error> {
     Err(Error::Setup(line.trim_end().to_string()))
 }
 
-fn kill_and_reap(child: pid_t) {
+pub(crate) fn kill_and_reap(child: pid_t) {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child, libc::SIGKILL) };
     let mut status = 0;

@@ -171,6 +171,27 @@ pub(crate) fn reap(program: pid_t, set: &sigset_t, shared_tty: bool) -> ! {
     }
 }
 
+/// A kept sandbox's pid 1 (see `keeper`): runs nothing, reaps whatever is reparented to it
+/// (orphans of entered programs), and exits on SIGTERM, SIGINT, SIGHUP or SIGQUIT, which
+/// makes the kernel kill everything left in the pid namespace.
+pub(crate) fn hold(set: &sigset_t) -> ! {
+    loop {
+        let (sig, _) = wait_signal(set, false);
+        match sig {
+            libc::SIGCHLD => loop {
+                let mut status = 0;
+                // SAFETY: status is a valid out-parameter.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+                if pid <= 0 {
+                    break;
+                }
+            },
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => sys::exit(0),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

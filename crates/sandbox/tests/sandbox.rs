@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::os::fd::FromRawFd;
+
 use cairn_sandbox::{
-    Capability, CgroupLimits, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds,
+    Capability, CgroupLimits, Kept, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds,
 };
 
 const TEST_USER: &str = "cairntest";
@@ -112,6 +114,8 @@ fn cases() -> Vec<(&'static str, Case)> {
             "cgroup_unavailable_is_clear_error",
             cgroup_unavailable_is_clear_error,
         ),
+        ("kept_sandbox_entered", kept_sandbox_entered),
+        ("kept_sandbox_privileges", kept_sandbox_privileges),
     ]
 }
 
@@ -249,6 +253,89 @@ fn run_captured(spec: &SandboxSpec) -> (Result<i32, cairn_sandbox::Error>, Strin
     out.rewind().unwrap();
     out.read_to_string(&mut text).unwrap();
     (result, text)
+}
+
+/// Like `run_captured`, for a program entering a kept sandbox.
+fn enter_captured(kept: &Kept, spec: &SandboxSpec) -> (Result<i32, cairn_sandbox::Error>, String) {
+    let mut out = tempfile::tempfile().unwrap();
+    std::io::stdout().flush().unwrap();
+    // SAFETY: dup/dup2 on valid descriptors; fd 1 is restored below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    unsafe { libc::dup2(out.as_raw_fd(), 1) };
+    let result = cairn_sandbox::enter(kept, spec);
+    // SAFETY: restoring fd 1 from our saved copy.
+    unsafe {
+        libc::dup2(saved, 1);
+        libc::close(saved);
+    }
+    let mut text = String::new();
+    out.rewind().unwrap();
+    out.read_to_string(&mut text).unwrap();
+    (result, text)
+}
+
+/// A kept sandbox of `spec` held by a forked keeper process (this harness is
+/// single-threaded, so forking it is sound); stopped (SIGTERM to the keeper) on drop.
+struct KeptSandbox {
+    keeper: libc::pid_t,
+    kept: Kept,
+}
+
+impl KeptSandbox {
+    fn start(spec: &SandboxSpec) -> KeptSandbox {
+        let mut fds = [0; 2];
+        // SAFETY: a valid two-int array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        std::io::stdout().flush().unwrap();
+        // SAFETY: the harness is single-threaded; the child only runs `keep` and exits.
+        let keeper = unsafe { libc::fork() };
+        if keeper == 0 {
+            // SAFETY: the child's copy of the read end.
+            unsafe { libc::close(fds[0]) };
+            let mut ready = |k: &Kept| {
+                let line = format!("{} {}\n", k.pid, k.start_time);
+                // SAFETY: writing our buffer to the pipe's write end.
+                unsafe { libc::write(fds[1], line.as_ptr().cast(), line.len()) };
+                // SAFETY: closing the write end: EOF for the parent.
+                unsafe { libc::close(fds[1]) };
+            };
+            let code = match cairn_sandbox::keep(spec, &mut ready) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("keep: {e}");
+                    70
+                }
+            };
+            // SAFETY: leaving the forked child without running the harness's cleanup.
+            unsafe { libc::_exit(code) };
+        }
+        // SAFETY: the parent's copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        // SAFETY: we own the read end.
+        let mut read = unsafe { fs::File::from_raw_fd(fds[0]) };
+        let mut line = String::new();
+        read.read_to_string(&mut line).unwrap();
+        let (pid, start) = line.trim().split_once(' ').expect("keeper not ready");
+        KeptSandbox {
+            keeper,
+            kept: Kept {
+                pid: pid.parse().unwrap(),
+                start_time: start.parse().unwrap(),
+                cgroup: Vec::new(),
+            },
+        }
+    }
+
+    /// SIGTERM to the keeper (forwarded to pid 1); returns the keeper's exit status.
+    fn stop(&self) -> i32 {
+        // SAFETY: signalling and reaping our own child.
+        unsafe { libc::kill(self.keeper, libc::SIGTERM) };
+        let mut status = 0;
+        // SAFETY: as above.
+        unsafe { libc::waitpid(self.keeper, &mut status, 0) };
+        libc::WEXITSTATUS(status)
+    }
 }
 
 fn run_ok(spec: &SandboxSpec) -> (i32, String) {
@@ -781,6 +868,79 @@ fn signal_forwarding(ctx: &Context) -> Outcome {
     killer.wait().unwrap();
     assert_eq!(code, 143);
     assert!(start.elapsed() < Duration::from_secs(10));
+    Pass
+}
+
+/// A kept sandbox: entries share its namespaces and root (a file one writes in its /tmp, a
+/// tmpfs of the sandbox's own mount namespace, is seen by the next), each entry is a new
+/// process below its pid 1, arguments and statuses pass as in `run`, and after a stop the
+/// sandbox cannot be entered and its pid 1 is gone.
+fn kept_sandbox_entered(ctx: &Context) -> Outcome {
+    let base = ctx.spec(&["exit", "0"]);
+    let keeper = KeptSandbox::start(&base);
+    let with = |args: &[&str]| SandboxSpec {
+        argv: ctx.spec(args).argv,
+        ..base.clone()
+    };
+    let (code, out) = enter_captured(&keeper.kept, &with(&["write", "/tmp/state"]));
+    assert_eq!((code.unwrap(), out.as_str()), (0, "/tmp/state=ok\n"));
+    let (code, out) = enter_captured(&keeper.kept, &with(&["cat", "/tmp/state"]));
+    assert_eq!((code.unwrap(), out.as_str()), (0, "/tmp/state=written\n"));
+    let (code, out) = enter_captured(&keeper.kept, &with(&["ps"]));
+    assert_eq!(code.unwrap(), 0);
+    let me: u32 = value(&out, "self").parse().unwrap();
+    assert!(me > 1, "{out}");
+    assert_eq!(value(&out, "pids"), format!("1 {me}"), "{out}");
+    let args = ["a b", "", "%x", "@y", "--help"];
+    let mut probe = vec!["argv"];
+    probe.extend(args);
+    let (code, out) = enter_captured(&keeper.kept, &with(&probe));
+    assert_eq!(code.unwrap(), 0);
+    let expected: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    assert_eq!(lines(&out), expected);
+    assert_eq!(
+        enter_captured(&keeper.kept, &with(&["exit", "42"]))
+            .0
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        enter_captured(&keeper.kept, &with(&["raise", "9"]))
+            .0
+            .unwrap(),
+        137
+    );
+    let (code, out) = enter_captured(&keeper.kept, &with(&["hostname"]));
+    assert_eq!((code.unwrap(), out.trim()), (0, "cairn-test"));
+    assert!(keeper.kept.is_alive());
+    assert_eq!(keeper.stop(), 0);
+    assert!(!keeper.kept.is_alive());
+    let gone = enter_captured(&keeper.kept, &with(&["exit", "0"])).0;
+    assert!(
+        matches!(gone, Err(cairn_sandbox::Error::Gone { .. })),
+        "{gone:?}"
+    );
+    Pass
+}
+
+/// An entered program gets the same privilege steps as a fresh one: no capabilities,
+/// no_new_privs, the seccomp filter, the spec's working directory.
+fn kept_sandbox_privileges(ctx: &Context) -> Outcome {
+    let base = ctx.spec(&["exit", "0"]);
+    let keeper = KeptSandbox::start(&base);
+    let mut spec = ctx.spec(&["status"]);
+    let (code, out) = enter_captured(&keeper.kept, &spec);
+    assert_eq!(code.unwrap(), 0);
+    assert_eq!(value(&out, "CapEff"), "0000000000000000", "{out}");
+    assert_eq!(value(&out, "CapBnd"), "0000000000000000", "{out}");
+    assert_eq!(value(&out, "NoNewPrivs"), "1", "{out}");
+    assert_eq!(value(&out, "Seccomp"), "2", "{out}");
+    spec.argv = ctx.spec(&["cwd"]).argv;
+    spec.chdir = Some("/probe".into());
+    let (code, out) = enter_captured(&keeper.kept, &spec);
+    assert_eq!(code.unwrap(), 0);
+    assert_eq!(value(&out, "cwd"), "/probe", "{out}");
+    assert_eq!(keeper.stop(), 0);
     Pass
 }
 

@@ -1,17 +1,47 @@
 //! The native engine: Cairn's own sandbox. An image app's pinned layers become an overlay
-//! root over a fresh instance's upper directory, with the image's runtime config and the
+//! root over an instance's upper directory, with the image's runtime config and the
 //! caller's arguments.
+//!
+//! # Modes
+//!
+//! - `fresh`: each call creates an instance (named `PID-STARTTIME`, or `CAIRN_INSTANCE`'s
+//!   ID, which one call at a time may use), runs the target in a new sandbox
+//!   ([`cairn_sandbox::run`]) and removes the instance.
+//! - `resume`: instance ID (`CAIRN_INSTANCE`, default `default`) is a kept sandbox
+//!   ([`cairn_sandbox::keep`]) held by a detached keeper process (`cairn app keep`, its own
+//!   session, stdio on /dev/null, not killed with any caller). Each call enters it
+//!   ([`cairn_sandbox::enter`]): the same overlay root, so files written by one call are
+//!   seen by the next, and the same pid, network, IPC and UTS namespaces. A call is the
+//!   caller's own child process: arguments, stdin/stdout/stderr, exit status and signals
+//!   are exactly those of a fresh call, and a `kill -9` of the caller takes its program
+//!   with it (processes the program left in the background stay in the instance). The fast
+//!   path reads `state.json`, checks the keeper's pid and start time, and enters: no lock,
+//!   no extra process beyond the entry fork.
+//! - `attach`: the instance's one long-running process is the target started with the
+//!   first call's arguments; every call (the first included) attaches to it through the
+//!   keeper's socket (see [`attach`]), and later calls' arguments are not used.
+//!
+//! The first call of a resume or attach instance takes the app's lock, removes what a
+//! crashed instance left, starts the keeper and waits for its "ready" (the keeper writes
+//! `state.json` first), so two concurrent first calls start one keeper. `cairn app stop
+//! APP@ID` ends a kept instance (its running calls end with it) and removes it.
+//! Node apps run like `cairn run` and have no instances: they only take mode fresh.
 
 use std::ffi::OsString;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use cairn_sandbox::{Mount, SandboxSpec};
 
 use super::{LaunchContext, invalid};
 use crate::config::{AppConfig, Mode};
 use crate::error::Error;
-use crate::instance::Instance;
+use crate::instance::{self, AppLock, DEFAULT_ID, Instance, State};
 use crate::registry::{Apps, pin_owners};
+
+pub mod attach;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -23,10 +53,13 @@ pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
     if config.vm.is_some() || config.overlay_size.is_some() {
         return Err(invalid(name, "vm and overlay-size need engine vm"));
     }
-    if config.mode != Mode::Fresh {
+    if config.node.is_some() && config.mode != Mode::Fresh {
         return Err(invalid(
             name,
-            &format!("mode {:?} is not available yet (only fresh)", config.mode),
+            &format!(
+                "mode {} needs an image app (node apps run like `cairn run`, without instances)",
+                instance::mode_name(config.mode)
+            ),
         ));
     }
     if let Some(bad) = config
@@ -45,8 +78,8 @@ pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs image app `name` with `args` (passed exactly) in a fresh instance; returns the
-/// target's exit status. The instance is removed afterwards, whatever happened.
+/// Runs one call of image app `name` with `args` (passed exactly) in the way its mode says
+/// (see the module doc); returns the target's exit status.
 pub fn launch(
     apps: &Apps,
     name: &str,
@@ -54,7 +87,29 @@ pub fn launch(
     args: Vec<OsString>,
     ctx: &LaunchContext,
 ) -> Result<i32, Error> {
-    let instance = Instance::create(&apps.instances.join(name))?;
+    if let Some(id) = &ctx.instance {
+        instance::check_id(id)?;
+    }
+    match config.mode {
+        Mode::Fresh => fresh(apps, name, config, args, ctx),
+        Mode::Resume => resume(apps, name, config, args, ctx),
+        Mode::Attach => attach_call(apps, name, args, ctx),
+    }
+}
+
+/// A fresh instance for this call; removed afterwards, whatever happened.
+fn fresh(
+    apps: &Apps,
+    name: &str,
+    config: &AppConfig,
+    args: Vec<OsString>,
+    ctx: &LaunchContext,
+) -> Result<i32, Error> {
+    let app_dir = apps.instances.join(name);
+    let instance = match &ctx.instance {
+        Some(id) => Instance::create_named(&app_dir, name, id)?,
+        None => Instance::create(&app_dir)?,
+    };
     provision(config, &instance.upper())?;
     let mut spec = image_spec(apps, name, config, &instance, args)?;
     spec.cgroup.parent = ctx.cgroup_parent.clone();
@@ -63,12 +118,222 @@ pub fn launch(
     Ok(status?)
 }
 
+/// The call enters the kept sandbox of instance ID, started first if needed.
+fn resume(
+    apps: &Apps,
+    name: &str,
+    config: &AppConfig,
+    args: Vec<OsString>,
+    ctx: &LaunchContext,
+) -> Result<i32, Error> {
+    let id = ctx.instance.as_deref().unwrap_or(DEFAULT_ID);
+    let dir = apps.instances.join(name).join(id);
+    let state = match State::read(&dir) {
+        Some(s) if s.mode == Mode::Resume && s.is_alive() => s,
+        _ => ensure_kept(apps, name, id, Mode::Resume, &[])?,
+    };
+    let spec = spec_in(apps, name, config, &dir, args)?;
+    match cairn_sandbox::enter(&state.kept(), &spec) {
+        // Stopped between the check and the entry: start it again, once.
+        Err(cairn_sandbox::Error::Gone { .. }) => {
+            let state = ensure_kept(apps, name, id, Mode::Resume, &[])?;
+            Ok(cairn_sandbox::enter(&state.kept(), &spec)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The call attaches to instance ID's process, started first (with this call's arguments)
+/// if needed.
+fn attach_call(
+    apps: &Apps,
+    name: &str,
+    args: Vec<OsString>,
+    ctx: &LaunchContext,
+) -> Result<i32, Error> {
+    let id = ctx.instance.as_deref().unwrap_or(DEFAULT_ID);
+    let dir = apps.instances.join(name).join(id);
+    let what = format!("{name}@{id}");
+    // An instance ending meanwhile does not take the call: start a new one (bounded).
+    for _ in 0..3 {
+        match State::read(&dir) {
+            Some(s) if s.mode == Mode::Attach && s.is_alive() => {}
+            _ => {
+                ensure_kept(apps, name, id, Mode::Attach, &args)?;
+            }
+        }
+        if let Some(status) = attach::call(&dir, &what)? {
+            return Ok(status);
+        }
+    }
+    Err(instance_error(
+        name,
+        id,
+        "cannot be attached (it keeps ending)",
+    ))
+}
+
+/// Under the app's lock: the live kept instance `id`, or a new one (stale remains removed
+/// first, then a keeper started with `args`, which writes the state before it says ready).
+fn ensure_kept(
+    apps: &Apps,
+    name: &str,
+    id: &str,
+    mode: Mode,
+    args: &[OsString],
+) -> Result<State, Error> {
+    let app_dir = apps.instances.join(name);
+    let dir = app_dir.join(id);
+    let _lock = AppLock::acquire(&app_dir)?;
+    instance::sweep(&app_dir, None)?;
+    if let Some(state) = State::read(&dir) {
+        if state.mode != mode {
+            return Err(instance::busy(name, id, &state));
+        }
+        return Ok(state);
+    }
+    let started = start_keeper(name, id, args);
+    if let Err(e) = started {
+        instance::remove_tree(&dir)?;
+        return Err(e);
+    }
+    State::read(&dir).ok_or_else(|| instance_error(name, id, "has no state after its start"))
+}
+
+fn instance_error(name: &str, id: &str, reason: &str) -> Error {
+    Error::Instance {
+        what: format!("{name}@{id}"),
+        reason: reason.to_string(),
+    }
+}
+
+/// Starts `cairn app keep NAME ID -- ARGS` detached (new session, stdio on /dev/null but
+/// stdout, a pipe on which it says "ready" or why it failed, then closes it).
+fn start_keeper(name: &str, id: &str, args: &[OsString]) -> Result<(), Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("/proc/self/exe"), e))?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["app", "keep", name, id, "--"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: setsid and close_range are async-signal-safe and touch no memory. The keeper
+    // lives long: descriptors the caller leaked to it (no close-on-exec) must not stay open.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+            if libc::close_range(3, libc::c_uint::MAX, cloexec) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut child = cmd.spawn().map_err(|e| Error::io(&exe, e))?;
+    // One line: "ready" or why not (the keeper closes the pipe after it).
+    let mut said = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out)
+            .read_line(&mut said)
+            .map_err(|e| Error::io(&exe, e))?;
+    }
+    match said.trim_end() {
+        "ready" => Ok(()),
+        "" => Err(instance_error(
+            name,
+            id,
+            "could not be started (its keeper ended silently)",
+        )),
+        why => Err(instance_error(
+            name,
+            id,
+            &format!("could not be started: {why}"),
+        )),
+    }
+}
+
+/// The keeper of kept instance `id` of app `name` (`cairn app keep`): creates the
+/// instance, calls `ready` once it can be used (its state written), and holds it until it
+/// is stopped (resume) or its process ends (attach); then removes it. Runs in a process of
+/// its own, started by [`launch`].
+pub fn keep(
+    apps: &Apps,
+    name: &str,
+    id: &str,
+    args: Vec<OsString>,
+    ctx: &LaunchContext,
+    ready: &mut dyn FnMut(),
+) -> Result<i32, Error> {
+    instance::check_id(id)?;
+    let config = apps.load(name)?;
+    config.validate(name)?;
+    let app_dir = apps.instances.join(name);
+    let dir = app_dir.join(id);
+    instance::make_layers(&dir)?;
+    provision(&config, &dir.join("upper"))?;
+    let mut spec = spec_in(apps, name, &config, &dir, args)?;
+    spec.cgroup.parent = ctx.cgroup_parent.clone();
+    match config.mode {
+        Mode::Resume => keep_sandbox(&app_dir, &dir, &spec, ready),
+        Mode::Attach => attach::serve(&app_dir, &dir, &spec, ready),
+        Mode::Fresh => Err(invalid(name, "mode fresh keeps no instance")),
+    }
+}
+
+/// Resume keeper: the kept sandbox, its state written once it is ready.
+fn keep_sandbox(
+    app_dir: &Path,
+    dir: &Path,
+    spec: &SandboxSpec,
+    ready: &mut dyn FnMut(),
+) -> Result<i32, Error> {
+    let mut written: Option<State> = None;
+    let mut failed: Option<Error> = None;
+    let mut on_ready = |kept: &cairn_sandbox::Kept| {
+        let mut state = State::new(Mode::Resume, kept.pid, kept.cgroup.clone());
+        state.start_time = kept.start_time;
+        match state.write(dir) {
+            Ok(()) => {
+                written = Some(state);
+                ready();
+            }
+            Err(e) => {
+                failed = Some(e);
+                // SAFETY: signalling the sandbox's pid 1, our own child.
+                unsafe { libc::kill(kept.pid, libc::SIGKILL) };
+            }
+        }
+    };
+    let result = cairn_sandbox::keep(spec, &mut on_ready);
+    if let Some(state) = &written {
+        let _lock = AppLock::acquire(app_dir)?;
+        instance::remove_if_owned(dir, state)?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(result?)
+}
+
 /// The sandbox spec of one launch in `instance`.
 pub fn image_spec(
     apps: &Apps,
     name: &str,
     config: &AppConfig,
     instance: &Instance,
+    args: Vec<OsString>,
+) -> Result<SandboxSpec, Error> {
+    spec_in(apps, name, config, &instance.dir, args)
+}
+
+/// The sandbox spec of one launch in instance directory `dir` (its `upper` and `work`).
+fn spec_in(
+    apps: &Apps,
+    name: &str,
+    config: &AppConfig,
+    dir: &Path,
     args: Vec<OsString>,
 ) -> Result<SandboxSpec, Error> {
     let store = apps.store()?;
@@ -118,8 +383,8 @@ pub fn image_spec(
     spec.mounts = vec![
         Mount::Overlay {
             lower: layers,
-            upper: instance.upper(),
-            work: instance.work(),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
             dest: "/".into(),
             userxattr,
         },

@@ -93,6 +93,11 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The created directories (a kept sandbox records them for the programs that enter it).
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// Descriptors the child writes "0" to.
     pub(crate) fn join_fds(&self) -> Vec<i32> {
         self.join.iter().map(AsRawFd::as_raw_fd).collect()
@@ -117,6 +122,26 @@ impl Cgroup {
 fn write_limit(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
     let path = dir.join(file);
     std::fs::write(&path, value).map_err(|err| Error::Cgroup { path, err })
+}
+
+/// Opens the join file of each of a kept sandbox's cgroup directories (`tasks` where the
+/// v1 file exists, as `Cgroup::create` joins, `cgroup.procs` for v2).
+pub(crate) fn open_joins(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>, Error> {
+    dirs.iter()
+        .map(|dir| {
+            let tasks = dir.join("tasks");
+            let path = if tasks.exists() {
+                tasks
+            } else {
+                dir.join("cgroup.procs")
+            };
+            File::options()
+                .write(true)
+                .open(&path)
+                .map(OwnedFd::from)
+                .map_err(|err| Error::Cgroup { path, err })
+        })
+        .collect()
 }
 
 /// Child side: moves the calling (single-threaded) process into every launch cgroup.
