@@ -76,11 +76,7 @@ impl Launch {
 
 /// Finds QEMU on `PATH`.
 pub fn find_qemu() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(QEMU))
-        .find(|p| p.is_file())
-        .ok_or(Error::NoQemu)
+    crate::find_tool(QEMU).ok_or(Error::NoQemu)
 }
 
 /// The host's ends of the four channels.
@@ -144,25 +140,27 @@ fn qemu_args(
     console: &Path,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
-    push(&[
-        "-M",
-        "microvm",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-    ]);
+    let push = |a: &mut Vec<OsString>, items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(
+        &mut a,
+        &[
+            "-M",
+            "microvm",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ],
+    );
     match std::env::var(ACCEL_ENV).ok().as_deref() {
-        Some("tcg") => push(&["-accel", "tcg"]),
-        Some("kvm") => push(&["-accel", "kvm", "-cpu", "host"]),
-        _ => push(&["-accel", "kvm", "-accel", "tcg"]),
+        Some("tcg") => push(&mut a, &["-accel", "tcg"]),
+        Some("kvm") => push(&mut a, &["-accel", "kvm", "-cpu", "host"]),
+        _ => push(&mut a, &["-accel", "kvm", "-accel", "tcg"]),
     }
     let memory = format!("{}M", launch.memory.div_ceil(1 << 20));
     let cpus = launch.cpus.max(1).to_string();
-    push(&["-m", &memory, "-smp", &cpus]);
-    let mut a = a;
+    push(&mut a, &["-m", &memory, "-smp", &cpus]);
     a.push("-kernel".into());
     a.push(vm.kernel().into());
     a.push("-initrd".into());
@@ -212,7 +210,7 @@ fn host_tsc_khz() -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    (mhz > 0.0).then(|| (mhz * 1000.0) as u64)
+    (mhz > 0.0).then_some((mhz * 1000.0) as u64)
 }
 
 /// QEMU option values separate with commas; a comma in a path is written twice.

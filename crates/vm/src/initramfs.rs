@@ -80,7 +80,11 @@ pub fn build(
 /// A copy of `exe` without debug information (`strip --strip-debug`), which a debug build
 /// carries by the hundred megabytes; a plain copy when `strip` is not installed.
 fn stripped_copy(exe: &Path, to: &Path) -> Result<PathBuf> {
-    let stripped = Command::new("strip")
+    let Some(strip) = crate::find_tool("strip") else {
+        std::fs::copy(exe, to).map_err(Error::io(to))?;
+        return Ok(to.to_path_buf());
+    };
+    let stripped = Command::new(strip)
         .arg("--strip-debug")
         .arg("-o")
         .arg(to)

@@ -76,7 +76,11 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize> {
 /// needs to `modules_dir` (as `NAME.ko`). Every module is staged in `scratch` first: which
 /// ones are needed is only known once their dependencies are read.
 pub fn from_deb(deb: &Path, image: &Path, modules_dir: &Path, scratch: &Path) -> Result<Kernel> {
-    let mut child = Command::new("dpkg-deb")
+    let dpkg_deb = crate::find_tool("dpkg-deb").ok_or_else(|| Error::Tool {
+        program: "dpkg-deb".into(),
+        message: "not installed (install dpkg)".into(),
+    })?;
+    let mut child = Command::new(dpkg_deb)
         .arg("--fsys-tarfile")
         .arg(deb)
         .stdout(Stdio::piped())

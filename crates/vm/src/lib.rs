@@ -65,3 +65,13 @@ pub fn temp_instance(run_dir: &std::path::Path, name: &str) -> Result<tempfile::
         .tempdir_in(&dir)
         .map_err(Error::io(&dir))
 }
+
+/// The path of host tool `program`: from `PATH`, then the sbin directories (mkfs.ext4
+/// lives there, and a user's `PATH` often lacks them). `None` when not installed.
+pub fn find_tool(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(Into::into))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}

@@ -94,7 +94,11 @@ fn mkfs(tree: &Path, image: &Path) -> Result<()> {
     let file = std::fs::File::create(image).map_err(Error::io(image))?;
     file.set_len(size).map_err(Error::io(image))?;
     drop(file);
-    let out = Command::new("mkfs.ext4")
+    let mkfs = crate::find_tool("mkfs.ext4").ok_or_else(|| Error::Tool {
+        program: "mkfs.ext4".into(),
+        message: "not installed (install e2fsprogs)".into(),
+    })?;
+    let out = Command::new(mkfs)
         .args([
             "-q",
             "-F",
@@ -114,7 +118,7 @@ fn mkfs(tree: &Path, image: &Path) -> Result<()> {
         .arg(image)
         .output()
         .map_err(|e| Error::Tool {
-            program: "mkfs.ext4 (install e2fsprogs)".into(),
+            program: "mkfs.ext4".into(),
             message: e.to_string(),
         })?;
     if !out.status.success() {

@@ -1,0 +1,348 @@
+//! End-to-end tests of the vm engine: `cairn vm pull|ls|rm|run` and apps registered with
+//! `--vm`, booting real micro-VMs (QEMU microvm under TCG, Debian's cloud kernel, a busybox
+//! rootfs) whose init is the `cairn` binary under test.
+//!
+//! The kernel package comes from `CAIRN_TEST_KERNEL_DEB`, else from
+//! `/var/cache/cairn-test/linux-image-*.deb`; without one (or without QEMU, e2fsprogs or
+//! busybox) the booting tests skip with a message. Boots take seconds under TCG, so each
+//! one checks many things at once.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::{World, skip};
+
+fn kernel_deb() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CAIRN_TEST_KERNEL_DEB") {
+        return Some(PathBuf::from(p));
+    }
+    let mut debs: Vec<PathBuf> = std::fs::read_dir("/var/cache/cairn-test")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("linux-image-") && n.ends_with(".deb"))
+        })
+        .collect();
+    debs.sort();
+    debs.pop()
+}
+
+fn on_path(program: &str) -> bool {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).is_file())
+}
+
+/// What booting needs, or why the test skips.
+fn boot_prerequisites() -> Result<PathBuf, String> {
+    let deb = kernel_deb().ok_or(
+        "no kernel package: set CAIRN_TEST_KERNEL_DEB or put linux-image-*.deb in /var/cache/cairn-test",
+    )?;
+    for (program, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("busybox", "busybox-static"),
+        ("dpkg-deb", "dpkg"),
+    ] {
+        if !on_path(program) {
+            return Err(format!("{program} is not installed (package {package})"));
+        }
+    }
+    Ok(deb)
+}
+
+/// A busybox root filesystem directory.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "echo", "true", "sleep", "printf"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    root
+}
+
+/// A world with VM `leap` pulled from the kernel package and a busybox rootfs; TCG forced.
+fn world_with_vm(deb: &Path) -> World {
+    let world = World::new();
+    let rootfs = busybox_rootfs(world.root());
+    world
+        .cairn()
+        .args(["vm", "pull", "leap", "--kernel"])
+        .arg(deb)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .assert()
+        .success();
+    world
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn one_error_line(out: &Output) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+    err
+}
+
+/// Everything under `dir`, relative, sorted (to see that nothing was written).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Bad input is one error line, exit status 1, and nothing stored: no kernel, a file that
+/// is not a kernel, a bad name, a rootfs that is none, an unknown vm for an app.
+#[test]
+fn bad_inputs_store_nothing() {
+    let world = World::new();
+    let rootfs = busybox_like_dir(world.root());
+    let not_kernel = world.path("notes.txt");
+    std::fs::write(&not_kernel, "just text\n").unwrap();
+    let before = tree(&world.path("var"));
+    let pull = |name: &str, kernel: &Path, rootfs: &Path| {
+        world
+            .cairn()
+            .args(["vm", "pull", name, "--kernel"])
+            .arg(kernel)
+            .arg("--rootfs")
+            .arg(rootfs)
+            .output()
+            .unwrap()
+    };
+    let err = one_error_line(&pull("leap", &world.path("missing.deb"), &rootfs));
+    assert!(
+        err.contains("missing.deb") && err.contains("No such file"),
+        "{err}"
+    );
+    let err = one_error_line(&pull("leap", &not_kernel, &rootfs));
+    assert!(err.contains("notes.txt: not a kernel image"), "{err}");
+    let err = one_error_line(&pull("Bad/Name", &not_kernel, &rootfs));
+    assert!(err.contains("invalid vm name"), "{err}");
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let kernel = world.path("bzImage");
+    std::fs::write(&kernel, bz).unwrap();
+    let err = one_error_line(&pull("leap", &kernel, &not_kernel));
+    assert!(err.contains("not a rootfs"), "{err}");
+    assert_eq!(tree(&world.path("var")), before);
+
+    let out = world
+        .cairn()
+        .args([
+            "app", "register", "mybash", "--vm", "nope", "--target", "/bin/sh",
+        ])
+        .output()
+        .unwrap();
+    let err = one_error_line(&out);
+    assert!(err.contains("no vm named nope"), "{err}");
+    assert!(!world.path("etc/cairn/apps/mybash.yaml").exists());
+    assert!(!world.path("usr/local/bin/mybash").exists());
+    let out = world.cairn().args(["vm", "rm", "nope"]).output().unwrap();
+    assert!(one_error_line(&out).contains("no vm named nope"));
+    let out = world.cairn().args(["vm", "ls", "--json"]).output().unwrap();
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
+
+fn busybox_like_dir(dir: &Path) -> PathBuf {
+    let root = dir.join("tree");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(root.join("bin/sh"), "#!\n").unwrap();
+    root
+}
+
+/// Pull, list, a second pull refused without --force, removal refused while an app uses the
+/// VM (naming it), then allowed.
+#[test]
+fn vm_pull_ls_rm() {
+    let deb = match boot_prerequisites() {
+        Ok(deb) => deb,
+        Err(why) => return skip(&why),
+    };
+    let world = world_with_vm(&deb);
+    let out = world.cairn().args(["vm", "ls", "--json"]).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "leap", "{list}");
+    let modules = list[0]["modules"].as_array().unwrap();
+    assert!(modules.iter().any(|m| m == "virtio_console"), "{list}");
+    let table = world.cairn().args(["vm", "ls"]).output().unwrap();
+    assert!(
+        text(&table.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("leap ")
+    );
+
+    let again = world
+        .cairn()
+        .args(["vm", "pull", "leap", "--kernel"])
+        .arg(&deb)
+        .arg("--rootfs")
+        .arg(world.path("rootfs"))
+        .output()
+        .unwrap();
+    assert!(one_error_line(&again).contains("already exists"));
+
+    world
+        .cairn()
+        .args([
+            "app", "register", "mybash", "--vm", "leap", "--target", "/bin/sh",
+        ])
+        .assert()
+        .success();
+    let busy = world.cairn().args(["vm", "rm", "leap"]).output().unwrap();
+    assert!(one_error_line(&busy).contains("used by app mybash"));
+    world
+        .cairn()
+        .args(["app", "rm", "mybash"])
+        .assert()
+        .success();
+    world.cairn().args(["vm", "rm", "leap"]).assert().success();
+    let out = world.cairn().args(["vm", "ls", "--json"]).output().unwrap();
+    assert_eq!(text(&out.stdout).trim(), "[]");
+    assert!(!world.path("var/lib/cairn/vms/leap").exists());
+}
+
+/// Runs the app command at `path` with `args` and `stdin`, TCG forced.
+fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(path)
+        .args(args)
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The test the issue asks for: an app in a VM behaves like a local program. One boot
+/// checks the exit status, stdout and stderr apart, stdin piped through, argv exact, the
+/// app's environment, and a writable root (the overlay); a second one a guest-side
+/// failure.
+#[test]
+fn vm_app_runs_one_command_and_returns_its_status() {
+    let deb = match boot_prerequisites() {
+        Ok(deb) => deb,
+        Err(why) => return skip(&why),
+    };
+    let world = world_with_vm(&deb);
+    world
+        .cairn()
+        .args([
+            "app", "register", "mybash", "--vm", "leap", "--target", "/bin/sh",
+        ])
+        .args(["--overlay-size", "64M", "--env", "APP_VAR=set"])
+        .assert()
+        .success();
+    let app = world.path("usr/local/bin/mybash");
+    let script = r#"echo out; echo err >&2; cat; printf '[%s]' "$@"; echo;
+        echo "$APP_VAR" > /written && cat /written; exit 42"#;
+    let out = call(
+        &world,
+        &app,
+        &["-c", script, "argv0", "a b", "", "%x", "@y", "--help"],
+        b"piped in\n",
+    );
+    assert_eq!(out.status.code(), Some(42), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "out\npiped in\n[a b][][%x][@y][--help]\nset\n"
+    );
+    assert_eq!(text(&out.stderr), "err\n");
+    assert!(
+        tree(&world.path("run/cairn/instances"))
+            .iter()
+            .all(|p| p == "mybash")
+    );
+
+    let out = world
+        .cairn()
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .args(["vm", "run", "leap", "--", "/bin/missing", "x"])
+        .output()
+        .unwrap();
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("the guest failed: cannot run /bin/missing"),
+        "{err}"
+    );
+}
+
+/// Much output arrives whole (2 MB through a 64 KiB-buffered channel), and a signal sent to
+/// the launcher (`cairn app stop`) reaches the target in the guest: status 128+15.
+#[test]
+fn vm_app_streams_and_signals() {
+    let deb = match boot_prerequisites() {
+        Ok(deb) => deb,
+        Err(why) => return skip(&why),
+    };
+    let world = world_with_vm(&deb);
+    world
+        .cairn()
+        .args([
+            "app", "register", "big", "--vm", "leap", "--target", "/bin/sh",
+        ])
+        .assert()
+        .success();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut child = Command::new(world.path("usr/local/bin/big"))
+        .args(["-c", "cat /bin/busybox; echo; echo ready; exec sleep 600"])
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut received = vec![0u8; busybox.len()];
+    stdout.read_exact(&mut received).unwrap();
+    assert!(
+        received == busybox,
+        "the guest's stdout differs from /bin/busybox"
+    );
+    let mut lines = String::new();
+    stdout.read_line(&mut lines).unwrap();
+    stdout.read_line(&mut lines).unwrap();
+    assert_eq!(lines, "\nready\n");
+    world
+        .cairn()
+        .args(["app", "stop", &format!("big@{}", child.id())])
+        .assert()
+        .success();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
