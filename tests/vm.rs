@@ -346,3 +346,69 @@ fn vm_app_streams_and_signals() {
     stdout.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+/// The QEMU processes whose command line mentions `root` (this world's VM store).
+fn qemu_pids(root: &Path) -> Vec<i32> {
+    let needle = root.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let is_qemu =
+                cmdline.starts_with(b"/usr/bin/qemu-system") || cmdline.starts_with(b"qemu-system");
+            (is_qemu && cmdline.windows(needle.len()).any(|w| w == needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// A launcher killed outright (SIGKILL, no chance to clean up) takes its VM with it.
+#[test]
+fn killed_launcher_leaves_no_vm() {
+    use nix::libc;
+    let deb = match boot_prerequisites() {
+        Ok(deb) => deb,
+        Err(why) => return skip(&why),
+    };
+    let world = world_with_vm(&deb);
+    let mut child = world
+        .cairn_std()
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .args([
+            "vm",
+            "run",
+            "leap",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo ready; exec sleep 600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let pids = qemu_pids(world.root());
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    // SAFETY: pidfd_open on a pid that is alive (its launcher still waits for it).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pids[0], 0) } as i32;
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Readable when QEMU has exited; the timeout only bounds a failure.
+    // SAFETY: poll on one valid pollfd.
+    let ready = unsafe { libc::poll(&mut poll, 1, 60_000) };
+    assert_eq!(ready, 1, "QEMU outlived its killed launcher");
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+}

@@ -26,6 +26,8 @@ use crate::store::Vm;
 pub const QEMU: &str = "qemu-system-x86_64";
 /// Forces an accelerator (`tcg`, `kvm`); by default KVM is tried first, then TCG.
 pub const ACCEL_ENV: &str = "CAIRN_VM_ACCEL";
+/// Extra kernel command line words, for debugging boots (`loglevel=7`).
+pub const APPEND_ENV: &str = "CAIRN_VM_APPEND";
 /// Guest memory when the app does not say (`--run-arg --memory=SIZE`).
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 /// The writable layer's size when the app does not say (`overlay-size`).
@@ -188,13 +190,21 @@ fn qemu_args(
 }
 
 /// The guest kernel's command line: the serial console, a panic powers off (QEMU runs with
-/// -no-reboot), Cairn's marker, and the TSC frequency. Under TCG the kernel cannot
+/// -no-reboot), no self-tests of crypto algorithms (a third of a second under TCG, for
+/// algorithms the guest init never uses), Cairn's marker, and the TSC frequency. Under TCG the kernel cannot
 /// calibrate its clock against the emulated PIT in time and stalls; QEMU's TCG clock runs
 /// at the host's TSC rate, so the host's frequency is given (KVM guests use kvm-clock).
 fn kernel_command_line() -> String {
-    let mut line = format!("console=ttyS0 quiet panic=-1 {}", proto::GUEST_MARKER);
+    let mut line = format!(
+        "console=ttyS0 quiet panic=-1 cryptomgr.notests=1 {}",
+        proto::GUEST_MARKER
+    );
     if let Some(khz) = host_tsc_khz() {
         line.push_str(&format!(" tsc_early_khz={khz}"));
+    }
+    if let Some(extra) = std::env::var_os(APPEND_ENV) {
+        line.push(' ');
+        line.push_str(&extra.to_string_lossy());
     }
     line
 }

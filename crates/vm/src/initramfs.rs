@@ -77,15 +77,16 @@ pub fn build(
     cairn_config::write_atomic(out, &archive, 0o644).map_err(Error::io(out))
 }
 
-/// A copy of `exe` without debug information (`strip --strip-debug`), which a debug build
-/// carries by the hundred megabytes; a plain copy when `strip` is not installed.
+/// A copy of `exe` without symbols and debug information (`strip --strip-all`), which a
+/// debug build carries by the hundred megabytes (and the guest loads all of the
+/// initramfs into memory); a plain copy when `strip` is not installed.
 fn stripped_copy(exe: &Path, to: &Path) -> Result<PathBuf> {
     let Some(strip) = crate::find_tool("strip") else {
         std::fs::copy(exe, to).map_err(Error::io(to))?;
         return Ok(to.to_path_buf());
     };
     let stripped = Command::new(strip)
-        .arg("--strip-debug")
+        .arg("--strip-all")
         .arg("-o")
         .arg(to)
         .arg(exe)
