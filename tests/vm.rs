@@ -63,7 +63,7 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "true", "sleep", "printf"] {
+    for applet in ["sh", "cat", "echo", "true", "sleep", "printf", "head"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     root
@@ -265,8 +265,10 @@ fn vm_app_runs_one_command_and_returns_its_status() {
         .assert()
         .success();
     let app = world.path("usr/local/bin/mybash");
+    // The overlay is 64M: 70 MB do not fit.
     let script = r#"echo out; echo err >&2; cat; printf '[%s]' "$@"; echo;
-        echo "$APP_VAR" > /written && cat /written; exit 42"#;
+        echo "$APP_VAR" > /written && cat /written;
+        head -c 70000000 /dev/zero > /big 2>/dev/null && echo fits || echo full; exit 42"#;
     let out = call(
         &world,
         &app,
@@ -276,7 +278,7 @@ fn vm_app_runs_one_command_and_returns_its_status() {
     assert_eq!(out.status.code(), Some(42), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "out\npiped in\n[a b][][%x][@y][--help]\nset\n"
+        "out\npiped in\n[a b][][%x][@y][--help]\nset\nfull\n"
     );
     assert_eq!(text(&out.stderr), "err\n");
     assert!(
@@ -411,4 +413,43 @@ fn killed_launcher_leaves_no_vm() {
     assert_eq!(ready, 1, "QEMU outlived its killed launcher");
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
+}
+
+/// A kernel QEMU cannot boot is reported in one line with QEMU's reason, and leaves no
+/// instance behind. (No kernel package needed: the "kernel" is a bare bzImage header.)
+#[test]
+fn unbootable_kernel_is_reported() {
+    for (program, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ] {
+        if !on_path(program) {
+            return skip(&format!("{program} is not installed (package {package})"));
+        }
+    }
+    let world = World::new();
+    let mut bz = vec![0u8; 0x1000];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let kernel = world.path("bzImage");
+    std::fs::write(&kernel, bz).unwrap();
+    world
+        .cairn()
+        .args(["vm", "pull", "fake", "--kernel"])
+        .arg(&kernel)
+        .arg("--rootfs")
+        .arg(busybox_like_dir(world.root()))
+        .assert()
+        .success();
+    let out = world
+        .cairn()
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .args(["vm", "run", "fake", "--", "/bin/sh"])
+        .output()
+        .unwrap();
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("the vm stopped before the target finished (qemu"),
+        "{err}"
+    );
+    assert!(tree(&world.path("run/cairn/vm-run")).is_empty());
 }

@@ -514,13 +514,10 @@ fn read_signal(mut signals: &UnixStream) -> Result<i32> {
     Ok(i32::from_ne_bytes(buf))
 }
 
-/// Why the VM stopped early: QEMU's own error when it has one, else the guest init's
-/// message from the console, else the console's last lines.
+/// Why the VM stopped early: the guest init's own message on the console when it left
+/// one, else QEMU's last message (QEMU also logs harmless warnings, so it comes second),
+/// else the console's last lines.
 fn why_stopped(detail: &str, qemu_log: &Path, console: &Path) -> String {
-    let qemu_text = std::fs::read_to_string(qemu_log).unwrap_or_default();
-    if let Some(line) = qemu_text.lines().rev().find(|l| !l.trim().is_empty()) {
-        return format!("qemu: {}", line.trim());
-    }
     let console_text =
         String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
     let lines: Vec<&str> = console_text
@@ -528,12 +525,25 @@ fn why_stopped(detail: &str, qemu_log: &Path, console: &Path) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
+    let prefix = crate::guest::LOG_PREFIX;
     if let Some(line) = lines
         .iter()
         .rev()
-        .find(|l| l.contains(crate::guest::LOG_PREFIX))
+        .find_map(|l| l.find(prefix).map(|i| &l[i..]))
     {
         return line.to_string();
+    }
+    let qemu_text = std::fs::read_to_string(qemu_log).unwrap_or_default();
+    if let Some(line) = qemu_text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+    {
+        return match line.starts_with("qemu") {
+            true => line.to_string(),
+            false => format!("qemu: {line}"),
+        };
     }
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
     match (detail.is_empty(), tail.is_empty()) {
@@ -573,16 +583,23 @@ mod tests {
         let qemu = dir.path().join("q");
         let console = dir.path().join("c");
         std::fs::write(&qemu, "").unwrap();
-        std::fs::write(
-            &console,
-            "boot\ncairn guest: no port cairn.control\nreboot\n",
-        )
-        .unwrap();
+        std::fs::write(&console, "boot\nreboot\n").unwrap();
+        assert_eq!(why_stopped("", &qemu, &console), "console: boot | reboot");
+        std::fs::write(&qemu, "qemu-system-x86_64: -kernel x: no such file\n").unwrap();
+        assert_eq!(
+            why_stopped("", &qemu, &console),
+            "qemu-system-x86_64: -kernel x: no such file"
+        );
+        std::fs::write(&qemu, "Could not access KVM kernel module\n").unwrap();
+        assert_eq!(
+            why_stopped("", &qemu, &console),
+            "qemu: Could not access KVM kernel module"
+        );
+        let guest = "boot\n[    1.5] cairn guest: no port cairn.control\nreboot\n";
+        std::fs::write(&console, guest).unwrap();
         assert_eq!(
             why_stopped("", &qemu, &console),
             "cairn guest: no port cairn.control"
         );
-        std::fs::write(&qemu, "qemu-system-x86_64: -kernel x: no such file\n").unwrap();
-        assert!(why_stopped("", &qemu, &console).starts_with("qemu: "));
     }
 }
