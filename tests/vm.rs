@@ -63,7 +63,9 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "true", "sleep", "printf", "head"] {
+    for applet in [
+        "sh", "cat", "echo", "true", "sleep", "printf", "head", "stty",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     root
@@ -452,4 +454,56 @@ fn unbootable_kernel_is_reported() {
         "{err}"
     );
     assert!(tree(&world.path("run/cairn/vm-run")).is_empty());
+}
+
+/// A caller with a terminal gives the target one (its size too), stderr apart when the
+/// caller's is not a terminal; Ctrl-C typed on it interrupts the target in the guest.
+#[test]
+fn vm_app_gets_a_terminal_when_the_caller_has_one() {
+    let deb = match boot_prerequisites() {
+        Ok(deb) => deb,
+        Err(why) => return skip(&why),
+    };
+    let world = world_with_vm(&deb);
+    world
+        .cairn()
+        .args([
+            "app", "register", "term", "--vm", "leap", "--target", "/bin/sh",
+        ])
+        .assert()
+        .success();
+    let size = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let script = "test -t 0 && test -t 1 && echo tty; test -t 2 || echo stderr apart; \
+        stty size; echo err >&2; echo ready; exec sleep 600";
+    let child = Command::new(world.path("usr/local/bin/term"))
+        .args(["-c", script])
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.ends_with(b"ready\r\n") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", text(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(text(&seen), "tty\r\nstderr apart\r\n30 100\r\nready\r\n");
+    master.write_all(b"\x03").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 2), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "err\n");
 }

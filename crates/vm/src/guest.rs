@@ -241,14 +241,15 @@ fn run(
     let Some(program) = argv.first() else {
         return Err("empty argv".into());
     };
+    let pty = match &request.tty {
+        Some(tty) => Some(open_pty(tty)?),
+        None => None,
+    };
     let mut cmd = Command::new(program);
     cmd.arg0(program)
         .args(&argv[1..])
         .env_clear()
-        .current_dir(OsString::from_vec(request.cwd.clone()))
-        .stdin(Stdio::from(OwnedFd::from(stdin)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .current_dir(OsString::from_vec(request.cwd.clone()));
     for entry in &request.env {
         let text = OsString::from_vec(entry.clone());
         let bytes = text.as_encoded_bytes();
@@ -259,23 +260,74 @@ fn run(
             );
         }
     }
-    // SAFETY: setsid is async-signal-safe; the target leads its own session, like a
-    // program started by a login, and gets default signal dispositions.
+    let stderr_on_tty = request.tty.is_some_and(|t| t.stderr);
+    let terminal = match &pty {
+        Some(pty) => {
+            let slave = |what: &str| {
+                pty.slave
+                    .try_clone()
+                    .map(Stdio::from)
+                    .map_err(|e| format!("terminal {what}: {e}"))
+            };
+            cmd.stdin(slave("stdin")?).stdout(slave("stdout")?);
+            cmd.stderr(if stderr_on_tty {
+                slave("stderr")?
+            } else {
+                Stdio::piped()
+            });
+            true
+        }
+        None => {
+            cmd.stdin(Stdio::from(OwnedFd::from(
+                stdin.try_clone().map_err(|e| e.to_string())?,
+            )))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            false
+        }
+    };
+    // SAFETY: setsid and ioctl are async-signal-safe; the target leads its own session,
+    // like a program started by a login, with the terminal (if any) as its controlling one.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
+            if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    // The command keeps copies of the terminal's slave side; they must go, or the master
+    // would never see the end of the output.
+    drop(cmd);
     let pid = child.id() as libc::pid_t;
-    let out = child.stdout.take().ok_or("no stdout pipe")?;
-    let err = child.stderr.take().ok_or("no stderr pipe")?;
-    let out_relay = std::thread::spawn(move || copy_counted(out, stdout_port));
-    let err_relay = std::thread::spawn(move || copy_counted(err, stderr_port));
-    std::thread::spawn(move || control_loop(control, pid));
+    let (out_relay, master) = match pty {
+        Some(Pty { master, slave }) => {
+            drop(slave);
+            let reader = File::from(master.try_clone().map_err(|e| e.to_string())?);
+            let writer = File::from(master.try_clone().map_err(|e| e.to_string())?);
+            std::thread::spawn(move || copy_counted(stdin, writer));
+            (
+                std::thread::spawn(move || copy_counted(reader, stdout_port)),
+                Some(master),
+            )
+        }
+        None => {
+            let out = child.stdout.take().ok_or("no stdout pipe")?;
+            (
+                std::thread::spawn(move || copy_counted(out, stdout_port)),
+                None,
+            )
+        }
+    };
+    let err_relay = match child.stderr.take() {
+        Some(err) => std::thread::spawn(move || copy_counted(err, stderr_port)),
+        None => std::thread::spawn(|| 0),
+    };
+    std::thread::spawn(move || control_loop(control, pid, master));
     send(reply, &GuestMessage::Started).map_err(|e| format!("control port: {e}"))?;
     let status = reap_until(pid);
     // Whatever the target left behind would hold the pipes open: PID 1 ends it all.
@@ -335,18 +387,63 @@ fn copy_counted(mut from: impl Read, mut to: File) -> u64 {
     }
 }
 
-/// Signals for the target; power off when the host is done (or gone).
-fn control_loop(mut control: BufReader<File>, pid: libc::pid_t) {
+/// Signals for the target, sizes for its terminal; power off when the host is done (or
+/// gone).
+fn control_loop(mut control: BufReader<File>, pid: libc::pid_t, master: Option<OwnedFd>) {
     loop {
         match proto::receive::<HostMessage>(&mut control) {
             Ok(Some(HostMessage::Signal(sig))) => {
                 // SAFETY: kill with a signal number from the host; an invalid one fails.
                 unsafe { libc::kill(pid, sig) };
             }
+            Ok(Some(HostMessage::Resize(size))) => {
+                if let Some(master) = &master {
+                    let ws = winsize(size);
+                    // SAFETY: TIOCSWINSZ on the terminal's master with a valid winsize;
+                    // the kernel sends SIGWINCH to the foreground process group.
+                    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            }
             Ok(Some(HostMessage::Done)) | Ok(None) | Err(_) => power_off(),
             Ok(Some(HostMessage::Run(_))) => {}
         }
     }
+}
+
+/// A pseudo-terminal of the guest's own devpts instance.
+struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+fn winsize(size: proto::WindowSize) -> libc::winsize {
+    libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+fn open_pty(tty: &proto::Tty) -> Result<Pty, String> {
+    let pts = Path::new("/dev/pts");
+    std::fs::create_dir_all(pts).map_err(|e| format!("/dev/pts: {e}"))?;
+    if !Path::new("/dev/pts/ptmx").exists() {
+        mount(
+            Some("devpts"),
+            pts,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+        .map_err(|e| format!("cannot mount devpts: {e}"))?;
+    }
+    let pty = nix::pty::openpty(Some(&winsize(tty.size)), None)
+        .map_err(|e| format!("cannot open a terminal: {e}"))?;
+    Ok(Pty {
+        master: pty.master,
+        slave: pty.slave,
+    })
 }
 
 /// The rootfs disk read-only under an overlay with a tmpfs upper layer, made the root.

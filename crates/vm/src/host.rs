@@ -72,6 +72,7 @@ impl Launch {
                 .collect(),
             cwd: self.cwd.as_os_str().as_bytes().to_vec(),
             overlay_size: self.overlay_size,
+            tty: None,
         }
     }
 }
@@ -123,7 +124,13 @@ pub fn run(vm: &Vm, launch: &Launch, exe: &Path, instance_dir: &Path) -> Result<
         stdout: host_out,
         stderr: host_err,
     };
-    let outcome = relay(channels, &launch.request());
+    let mut request = launch.request();
+    request.tty = caller_terminal();
+    // Raw while the guest's terminal runs: its line discipline does the editing and turns
+    // Ctrl-C into SIGINT; restored when this guard goes, on every path.
+    let raw = request.tty.and_then(|_| RawMode::enter());
+    let outcome = relay(channels, &request);
+    drop(raw);
     qemu.kill();
     match outcome {
         Ok(status) => Ok(status),
@@ -329,6 +336,12 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
         )?;
         if ready.signal {
             let signal = read_signal(&signals)?;
+            if signal == libc::SIGWINCH {
+                if let Some(size) = request.tty.and_then(|_| window_size()) {
+                    proto::send(&mut ctl_writer, &HostMessage::Resize(size)).map_err(ctl_err)?;
+                }
+                continue;
+            }
             if !started {
                 return Ok(128 + signal);
             }
@@ -484,17 +497,72 @@ fn copy_stdin(mut socket: UnixStream) {
     let _ = socket.shutdown(std::net::Shutdown::Write);
 }
 
-/// SIGINT, SIGTERM and SIGHUP, caught and written as numbers to the returned socket, so
-/// that the relay loop decides what each means.
+/// The caller's terminal, when stdin and stdout are one (as `ssh -t` decides).
+fn caller_terminal() -> Option<proto::Tty> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    if !(nix::unistd::isatty(&stdin).unwrap_or(false)
+        && nix::unistd::isatty(&stdout).unwrap_or(false))
+    {
+        return None;
+    }
+    Some(proto::Tty {
+        size: window_size().unwrap_or(proto::WindowSize { rows: 24, cols: 80 }),
+        stderr: nix::unistd::isatty(std::io::stderr()).unwrap_or(false),
+    })
+}
+
+/// The size of the terminal on stdout.
+fn window_size() -> Option<proto::WindowSize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ on stdout with a valid winsize to fill.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_row > 0).then_some(proto::WindowSize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    })
+}
+
+/// The caller's terminal in raw mode, restored when dropped.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use nix::sys::termios::{SetArg, tcsetattr};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGWINCH, caught and written as numbers to the returned
+/// socket, so that the relay loop decides what each means.
 fn forward_signals() -> Result<UnixStream> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
     let err = |e: std::io::Error| Error::Protocol {
         port: "signals".into(),
         reason: e.to_string(),
     };
     let (reader, mut writer) = UnixStream::pair().map_err(err)?;
     let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(err)?;
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).map_err(err)?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if writer.write_all(&signal.to_ne_bytes()).is_err() {

@@ -31,6 +31,24 @@ pub struct Request {
     pub cwd: Vec<u8>,
     /// Bytes of the tmpfs holding the writable layer over the read-only rootfs.
     pub overlay_size: u64,
+    /// The caller has a terminal: the target gets one too.
+    #[serde(default)]
+    pub tty: Option<Tty>,
+}
+
+/// A terminal for the target: a pseudo-terminal in the guest whose output travels on the
+/// stdout port (and whose input comes from the stdin port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tty {
+    pub size: WindowSize,
+    /// stderr is the terminal too (the caller's stderr is one); otherwise its own port.
+    pub stderr: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +57,8 @@ pub enum HostMessage {
     Run(Request),
     /// A signal the host received, for the target.
     Signal(i32),
+    /// The caller's terminal changed size.
+    Resize(WindowSize),
     /// Everything arrived: the guest may power off.
     Done,
 }
@@ -129,7 +149,11 @@ mod tests {
             cwd in proptest::collection::vec(any::<u8>(), 0..8),
             overlay_size in any::<u64>(),
         ) {
-            let message = HostMessage::Run(Request { argv, env, cwd, overlay_size });
+            let tty = (overlay_size % 2 == 0).then_some(Tty {
+                size: WindowSize { rows: 24, cols: 80 },
+                stderr: true,
+            });
+            let message = HostMessage::Run(Request { argv, env, cwd, overlay_size, tty });
             let mut out = Vec::new();
             send(&mut out, &message).unwrap();
             prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
