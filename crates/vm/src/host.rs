@@ -1,7 +1,8 @@
 //! The host side of a launch: QEMU `microvm` with Cairn's initramfs, the rootfs as a
 //! read-only virtio-blk disk, and four virtio-serial ports whose other ends are socket pairs
-//! this process holds. It relays the caller's stdin, the guest's stdout and stderr apart,
-//! forwards SIGINT, SIGTERM and SIGHUP, and returns the target's exit status.
+//! this process holds. It relays the caller's stdin, the guest's stdout and stderr apart
+//! (or a terminal, when the caller has one), forwards SIGINT, SIGTERM and SIGHUP (and
+//! window size changes), and returns the target's exit status.
 //!
 //! QEMU gets its ends of the socket pairs as inherited descriptors (`-chardev socket,fd=N`),
 //! so no socket file exists and nothing can connect in between. It runs in its own process
@@ -94,7 +95,7 @@ struct Channels {
 /// console and QEMU logs. Returns the target's exit status.
 pub fn run(vm: &Vm, launch: &Launch, exe: &Path, instance_dir: &Path) -> Result<i32> {
     let qemu = find_qemu()?;
-    let initrd = vm.initrd(exe)?;
+    let initrd = vm.initrd(exe, instance_dir)?;
     let pair = |port: &str| {
         UnixStream::pair().map_err(|e| Error::Protocol {
             port: port.into(),
@@ -126,6 +127,9 @@ pub fn run(vm: &Vm, launch: &Launch, exe: &Path, instance_dir: &Path) -> Result<
     };
     let mut request = launch.request();
     request.tty = caller_terminal();
+    if request.tty.is_some() {
+        pass_term(&mut request);
+    }
     // Raw while the guest's terminal runs: its line discipline does the editing and turns
     // Ctrl-C into SIGINT; restored when this guard goes, on every path.
     let raw = request.tty.and_then(|_| RawMode::enter());
@@ -495,6 +499,19 @@ fn copy_stdin(mut socket: UnixStream) {
         }
     }
     let _ = socket.shutdown(std::net::Shutdown::Write);
+}
+
+/// The caller's `TERM` for a target with a terminal, unless the app sets its own.
+fn pass_term(request: &mut Request) {
+    let Some(term) = std::env::var_os("TERM") else {
+        return;
+    };
+    if request.env.iter().any(|e| e.starts_with(b"TERM=")) {
+        return;
+    }
+    let mut entry = b"TERM=".to_vec();
+    entry.extend_from_slice(term.as_bytes());
+    request.env.push(entry);
 }
 
 /// The caller's terminal, when stdin and stdout are one (as `ssh -t` decides).

@@ -19,6 +19,10 @@
 //! mounts the rootfs under an overlay with a tmpfs upper layer (the app's overlay size),
 //! runs the target there and reports its status (128+N for signal N).
 //!
+//! When the caller's stdin and stdout are a terminal, the target gets a pseudo-terminal in
+//! the guest (its output on the stdout port, stderr on it too when the caller's is a
+//! terminal), the caller's terminal is raw meanwhile, and size changes follow (`ssh -t`).
+//!
 //! A call is complete when the guest has reported the status and the host has received as
 //! many stdout and stderr bytes as the guest relayed; then QEMU is killed. QEMU dies with
 //! its launcher (`PR_SET_PDEATHSIG`), so a killed `cairn` leaves no VM behind.

@@ -64,8 +64,10 @@ impl Vm {
     }
 
     /// Cairn's initramfs for the running `cairn` binary `exe` (the user's first, when one
-    /// was pulled), rebuilt if it was made from another binary.
-    pub fn initrd(&self, exe: &Path) -> Result<PathBuf> {
+    /// was pulled), rebuilt if it was made from another binary. When the store is not
+    /// writable by this user (a root store, an upgraded binary), it is built in `scratch`
+    /// for this launch only.
+    pub fn initrd(&self, exe: &Path, scratch: &Path) -> Result<PathBuf> {
         let path = self.dir.join(INITRD);
         let id_file = self.dir.join(INITRD_ID);
         let id = initramfs::identity(exe)?;
@@ -81,10 +83,22 @@ impl Vm {
             .collect();
         let extra = self.dir.join(EXTRA_INITRD);
         let extra = extra.is_file().then_some(extra);
-        initramfs::build(exe, &modules, extra.as_deref(), &path)?;
+        match initramfs::build(exe, &modules, extra.as_deref(), &path) {
+            Ok(()) => {}
+            Err(Error::Io { source, .. }) if is_not_writable(&source) => {
+                let private = scratch.join(INITRD);
+                initramfs::build(exe, &modules, extra.as_deref(), &private)?;
+                return Ok(private);
+            }
+            Err(e) => return Err(e),
+        }
         cairn_config::write_atomic(&id_file, id.as_bytes(), 0o644).map_err(Error::io(&id_file))?;
         Ok(path)
     }
+}
+
+fn is_not_writable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
 /// VM names become directory names: the same safe alphabet as app names.
@@ -266,7 +280,7 @@ fn build(dir: &Path, name: &str, source: &PullSource, exe: &Path) -> Result<Vm> 
         dir: dir.to_path_buf(),
         info,
     };
-    vm.initrd(exe)?;
+    vm.initrd(exe, dir)?;
     let text = serde_json::to_vec_pretty(&vm.info).map_err(|e| Error::Invalid {
         path: dir.join(INFO),
         reason: e.to_string(),
