@@ -113,31 +113,95 @@ pub fn from_deb(deb: &Path, image: &Path, modules_dir: &Path, scratch: &Path) ->
         });
     };
     check_image(image)?;
-    let order = load_order(deb, &staged, &builtin)?;
     std::fs::create_dir_all(modules_dir).map_err(Error::io(modules_dir))?;
-    let mut modules = Vec::new();
-    for name in order {
-        let from = &staged[&name].file;
+    // Only the modules the guest needs are decompressed and read, as the walk reaches them.
+    let lookup = |name: &str| -> Result<Option<Vec<String>>> {
+        let Some(module) = staged.get(name) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| Error::Invalid {
+            path: deb.join(&module.path),
+            reason,
+        };
+        let data = decompress(&module.file, module.compression)
+            .map_err(|e| bad(format!("cannot decompress: {e}")))?;
+        let info = modinfo(&data).map_err(bad)?;
         let to = modules_dir.join(format!("{name}.ko"));
-        std::fs::rename(from, &to).map_err(Error::io(&to))?;
-        modules.push((name, to));
-    }
+        std::fs::write(&to, &data).map_err(Error::io(&to))?;
+        Ok(Some(
+            info.get("depends")
+                .map(|d| {
+                    d.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
+    };
+    let order = load_order(deb, lookup, &builtin)?;
+    let modules = order
+        .into_iter()
+        .map(|name| {
+            let file = modules_dir.join(format!("{name}.ko"));
+            (name, file)
+        })
+        .collect();
     Ok(Kernel {
         version: Some(version),
         modules,
     })
 }
 
-/// A module staged from the package.
+/// How a module file is compressed (distributions ship `.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+impl Compression {
+    fn of(path: &str) -> Option<Compression> {
+        let (_, suffix) = path.rsplit_once(".ko")?;
+        match suffix {
+            "" => Some(Compression::None),
+            ".xz" => Some(Compression::Xz),
+            ".zst" => Some(Compression::Zstd),
+            ".gz" => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+}
+
+fn decompress(file: &Path, compression: Compression) -> std::io::Result<Vec<u8>> {
+    let data = std::fs::read(file)?;
+    let mut out = Vec::new();
+    match compression {
+        Compression::None => return Ok(data),
+        Compression::Xz => lzma_rs::xz_decompress(&mut &data[..], &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?,
+        Compression::Zstd => out = zstd::decode_all(&data[..])?,
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// A module staged from the package, as shipped.
 #[derive(Debug, Clone)]
 struct Staged {
+    /// Its path in the package (for errors).
+    path: String,
     file: PathBuf,
-    depends: Vec<String>,
+    compression: Compression,
 }
 
 type Walked = (Option<String>, BTreeMap<String, Staged>, BTreeSet<String>);
 
-/// Reads the package's data tar: the image, every `.ko` (staged), `modules.builtin`.
+/// Reads the package's data tar: the image, every module (staged), `modules.builtin`.
 fn walk_data(deb: &Path, tar: impl Read, image: &Path, scratch: &Path) -> Result<Walked> {
     let bad = |e: std::io::Error| Error::Invalid {
         path: deb.to_path_buf(),
@@ -156,36 +220,30 @@ fn walk_data(deb: &Path, tar: impl Read, image: &Path, scratch: &Path) -> Result
         let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
         let path = path.trim_start_matches("./").to_string();
         let rel = path.strip_prefix("usr/").unwrap_or(&path);
-        if let Some(v) = rel.strip_prefix("boot/vmlinuz-") {
-            version = Some(v.to_string());
-            copy_entry(&mut entry, image)?;
-        } else if rel.starts_with("lib/modules/") && rel.ends_with("/modules.builtin") {
+        if !rel.starts_with("lib/modules/") {
+            if let Some(v) = rel.strip_prefix("boot/vmlinuz-") {
+                version = Some(v.to_string());
+                copy_entry(&mut entry, image)?;
+            }
+            continue;
+        }
+        if rel.ends_with("/modules.builtin") {
             let mut text = String::new();
             entry.read_to_string(&mut text).map_err(bad)?;
             builtin.extend(text.lines().filter_map(module_name_of_path));
-        } else if rel.starts_with("lib/modules/") && rel.ends_with(".ko") {
-            let file = scratch.join(format!("{}.ko", staged.len()));
+        } else if let (Some(compression), Some(name)) =
+            (Compression::of(rel), module_name_of_path(rel))
+        {
+            let file = scratch.join(staged.len().to_string());
             copy_entry(&mut entry, &file)?;
-            let data = std::fs::read(&file).map_err(Error::io(&file))?;
-            let info = modinfo(&data).map_err(|reason| Error::Invalid {
-                path: deb.join(&path),
-                reason,
-            })?;
-            let name = info
-                .get("name")
-                .cloned()
-                .or_else(|| module_name_of_path(&path))
-                .unwrap_or_default();
-            let depends = info
-                .get("depends")
-                .map(|d| {
-                    d.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            staged.insert(name, Staged { file, depends });
+            staged.insert(
+                name,
+                Staged {
+                    path: path.clone(),
+                    file,
+                    compression,
+                },
+            );
         }
     }
     Ok((version, staged, builtin))
@@ -223,16 +281,17 @@ pub fn modinfo(data: &[u8]) -> std::result::Result<BTreeMap<String, String>, Str
 }
 
 /// The guest's modules and their dependencies, dependencies first; built-in ones are
-/// skipped, a module that is neither built in nor in the package is an error.
+/// skipped, a module that is neither built in nor in the package is an error. `lookup`
+/// gives a module's dependencies (`None`: not in the package).
 fn load_order(
     deb: &Path,
-    staged: &BTreeMap<String, Staged>,
+    mut lookup: impl FnMut(&str) -> Result<Option<Vec<String>>>,
     builtin: &BTreeSet<String>,
 ) -> Result<Vec<String>> {
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
     for name in GUEST_MODULES {
-        visit(deb, name, staged, builtin, &mut seen, &mut order, 0)?;
+        visit(deb, name, &mut lookup, builtin, &mut seen, &mut order, 0)?;
     }
     Ok(order)
 }
@@ -240,7 +299,7 @@ fn load_order(
 fn visit(
     deb: &Path,
     name: &str,
-    staged: &BTreeMap<String, Staged>,
+    lookup: &mut impl FnMut(&str) -> Result<Option<Vec<String>>>,
     builtin: &BTreeSet<String>,
     seen: &mut BTreeSet<String>,
     order: &mut Vec<String>,
@@ -255,14 +314,14 @@ fn visit(
     if seen.contains(name) || builtin.contains(name) {
         return Ok(());
     }
-    let Some(module) = staged.get(name) else {
+    let Some(depends) = lookup(name)? else {
         return Err(Error::NotKernel {
             path: deb.to_path_buf(),
             reason: format!("module {name} is neither built in nor in the package"),
         });
     };
-    for dep in &module.depends {
-        visit(deb, dep, staged, builtin, seen, order, depth + 1)?;
+    for dep in &depends {
+        visit(deb, dep, lookup, builtin, seen, order, depth + 1)?;
     }
     seen.insert(name.to_string());
     order.push(name.to_string());
@@ -288,7 +347,7 @@ mod tests {
 
     #[test]
     fn order_puts_dependencies_first_and_skips_builtins() {
-        let staged: BTreeMap<String, Staged> = [
+        let deps: BTreeMap<&str, Vec<String>> = [
             ("virtio", vec![]),
             ("virtio_ring", vec![]),
             ("virtio_mmio", vec!["virtio", "virtio_ring"]),
@@ -297,18 +356,11 @@ mod tests {
             ("overlay", vec![]),
         ]
         .into_iter()
-        .map(|(n, d)| {
-            (
-                n.to_string(),
-                Staged {
-                    file: PathBuf::from(format!("{n}.ko")),
-                    depends: d.into_iter().map(String::from).collect(),
-                },
-            )
-        })
+        .map(|(n, d)| (n, d.into_iter().map(String::from).collect()))
         .collect();
+        let lookup = |name: &str| Ok(deps.get(name).cloned());
         let builtin: BTreeSet<String> = ["ext4".to_string()].into();
-        let order = load_order(Path::new("k.deb"), &staged, &builtin).unwrap();
+        let order = load_order(Path::new("k.deb"), lookup, &builtin).unwrap();
         assert_eq!(
             order,
             [
@@ -320,8 +372,29 @@ mod tests {
                 "overlay"
             ]
         );
-        let err = load_order(Path::new("k.deb"), &staged, &BTreeSet::new()).unwrap_err();
+        let err = load_order(Path::new("k.deb"), lookup, &BTreeSet::new()).unwrap_err();
         assert!(err.to_string().contains("module ext4"), "{err}");
+        let cycle = |_: &str| Ok(Some(vec!["virtio_mmio".to_string()]));
+        assert!(load_order(Path::new("k.deb"), cycle, &builtin).is_err());
+    }
+
+    #[test]
+    fn compressed_modules_are_read() {
+        assert_eq!(Compression::of("a/b.ko"), Some(Compression::None));
+        assert_eq!(Compression::of("a/b.ko.xz"), Some(Compression::Xz));
+        assert_eq!(Compression::of("a/b.ko.zst"), Some(Compression::Zstd));
+        assert_eq!(Compression::of("a/b.kobj"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"module bytes".to_vec();
+        let zst = dir.path().join("m.ko.zst");
+        std::fs::write(&zst, zstd::encode_all(&plain[..], 3).unwrap()).unwrap();
+        assert_eq!(decompress(&zst, Compression::Zstd).unwrap(), plain);
+        let xz = dir.path().join("m.ko.xz");
+        let mut packed = Vec::new();
+        lzma_rs::xz_compress(&mut &plain[..], &mut packed).unwrap();
+        std::fs::write(&xz, packed).unwrap();
+        assert_eq!(decompress(&xz, Compression::Xz).unwrap(), plain);
+        assert!(decompress(&zst, Compression::Xz).is_err());
     }
 
     #[test]
