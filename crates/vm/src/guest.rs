@@ -208,7 +208,8 @@ fn serve(ports: Ports) {
     if send(&reply, &report).is_err() {
         log("cannot report to the host");
     }
-    // The control reader thread powers off on Done or when the host goes away.
+    // Powering off now could drop the report inside QEMU: the host ends the VM once it has
+    // everything (and the control thread, when the target ran, powers off on Done).
     loop {
         std::thread::park();
     }
