@@ -375,7 +375,8 @@ fn qemu_pids(root: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// A launcher killed outright (SIGKILL, no chance to clean up) takes its VM with it.
+/// A launcher killed outright (SIGKILL, no chance to clean up) takes its VM with it. (The
+/// VM comes from a tar archive with an extra initramfs: both boot like the plain kind.)
 #[test]
 fn killed_launcher_leaves_no_vm() {
     use nix::libc;
@@ -383,7 +384,35 @@ fn killed_launcher_leaves_no_vm() {
         Ok(deb) => deb,
         Err(why) => return skip(&why),
     };
-    let world = world_with_vm(&deb);
+    // This VM is pulled from a tar archive of the rootfs, with an extra initramfs.
+    let world = World::new();
+    let tree = busybox_rootfs(world.root());
+    let tar_path = world.path("rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar_path)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut extra = cairn_vm::cpio::Writer::new(Vec::new());
+    extra
+        .file("extra-file", 0o644, b"from the extra initramfs\n")
+        .unwrap();
+    let initrd = world.path("extra.cpio");
+    std::fs::write(&initrd, extra.finish().unwrap()).unwrap();
+    world
+        .cairn()
+        .args(["vm", "pull", "leap", "--kernel"])
+        .arg(&deb)
+        .arg("--rootfs")
+        .arg(&tar_path)
+        .arg("--initrd")
+        .arg(&initrd)
+        .assert()
+        .success();
     let mut child = world
         .cairn_std()
         .env("CAIRN_VM_ACCEL", "tcg")
