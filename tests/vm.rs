@@ -177,8 +177,8 @@ fn busybox_like_dir(dir: &Path) -> PathBuf {
     root
 }
 
-/// Pull, list, a second pull refused without --force, removal refused while an app uses the
-/// VM (naming it), then allowed.
+/// Pull, list, a second pull refused without --force, the boot timeout, removal refused
+/// while an app uses the VM (naming it), then allowed.
 #[test]
 fn vm_pull_ls_rm() {
     let deb = match boot_prerequisites() {
@@ -217,6 +217,20 @@ fn vm_pull_ls_rm() {
         .output()
         .unwrap();
     assert!(one_error_line(&again).contains("already exists"));
+
+    // A guest that does not start the target in time is stopped (no boot takes 0.2 s).
+    let late = world
+        .cairn()
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .env("CAIRN_VM_BOOT_TIMEOUT", "0.2")
+        .args(["vm", "run", "leap", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = one_error_line(&late);
+    assert!(
+        err.contains("the guest did not start the target within 0.2 s"),
+        "{err}"
+    );
 
     world
         .cairn()

@@ -27,6 +27,9 @@ use crate::store::Vm;
 pub const QEMU: &str = "qemu-system-x86_64";
 /// Forces an accelerator (`tcg`, `kvm`); by default KVM is tried first, then TCG.
 pub const ACCEL_ENV: &str = "CAIRN_VM_ACCEL";
+/// Seconds a guest may take to start the target (fractions allowed).
+pub const BOOT_TIMEOUT_ENV: &str = "CAIRN_VM_BOOT_TIMEOUT";
+const DEFAULT_BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Extra kernel command line words, for debugging boots (`loglevel=7`).
 pub const APPEND_ENV: &str = "CAIRN_VM_APPEND";
 /// Guest memory when the app does not say (`--run-arg --memory=SIZE`).
@@ -320,6 +323,8 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
     let mut out = Stream::new(ch.stdout, Box::new(std::io::stdout()));
     let mut err = Stream::new(ch.stderr, Box::new(std::io::stderr()));
     let mut started = false;
+    let boot_timeout = boot_timeout();
+    let boot_deadline = std::time::Instant::now() + boot_timeout;
     let mut exit: Option<(i32, u64, u64)> = None;
     loop {
         if let Some((status, n_out, n_err)) = exit
@@ -330,14 +335,22 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
             drop(stdin);
             return Ok(status);
         }
-        let ready = wait_readable(
+        let deadline = (!started).then_some(boot_deadline);
+        let Some(ready) = wait_readable(
             &control,
             &out,
             exit.is_none_or(|(_, n, _)| out.count < n),
             &err,
             exit.is_none_or(|(_, _, n)| err.count < n),
             &signals,
-        )?;
+            deadline,
+        )?
+        else {
+            return Err(stopped(&format!(
+                "the guest did not start the target within {} s; if KVM misbehaves on this host, set {ACCEL_ENV}=tcg",
+                boot_timeout.as_secs_f64()
+            )));
+        };
         if ready.signal {
             let signal = read_signal(&signals)?;
             if signal == libc::SIGWINCH {
@@ -352,10 +365,10 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
             proto::send(&mut ctl_writer, &HostMessage::Signal(signal)).map_err(ctl_err)?;
         }
         if ready.out && !out.pump()? {
-            return Err(stopped("the stdout channel closed"));
+            return Err(stopped(""));
         }
         if ready.err && !err.pump()? {
-            return Err(stopped("the stderr channel closed"));
+            return Err(stopped(""));
         }
         if ready.control {
             match proto::receive::<GuestMessage>(&mut control).map_err(ctl_err)? {
@@ -392,7 +405,18 @@ struct Ready {
     signal: bool,
 }
 
-/// Polls the sources still expected to deliver.
+/// How long a guest may take to start the target: `CAIRN_VM_BOOT_TIMEOUT` seconds, by
+/// default 120 (a TCG boot takes seconds; a guest hung in a broken KVM never starts).
+fn boot_timeout() -> std::time::Duration {
+    std::env::var(BOOT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_BOOT_TIMEOUT)
+}
+
+/// Polls the sources still expected to deliver; `None` when `deadline` passed first.
 fn wait_readable(
     control: &BufReader<UnixStream>,
     out: &Stream,
@@ -400,12 +424,13 @@ fn wait_readable(
     err: &Stream,
     want_err: bool,
     signals: &UnixStream,
-) -> Result<Ready> {
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<Ready>> {
     if !control.buffer().is_empty() {
-        return Ok(Ready {
+        return Ok(Some(Ready {
             control: true,
             ..Ready::default()
-        });
+        }));
     }
     let flags = PollFlags::POLLIN;
     let none = PollFlags::empty();
@@ -416,7 +441,20 @@ fn wait_readable(
         PollFd::new(signals.as_fd(), flags),
     ];
     loop {
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                // Whole milliseconds, rounded up, capped at what poll takes.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => continue,
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -432,12 +470,12 @@ fn wait_readable(
             r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
         })
     };
-    Ok(Ready {
+    Ok(Some(Ready {
         control: ready(&fds[0]),
         out: want_out && ready(&fds[1]),
         err: want_err && ready(&fds[2]),
         signal: ready(&fds[3]),
-    })
+    }))
 }
 
 /// One output stream: guest socket to the caller's descriptor, counted.
@@ -599,10 +637,20 @@ fn read_signal(mut signals: &UnixStream) -> Result<i32> {
     Ok(i32::from_ne_bytes(buf))
 }
 
-/// Why the VM stopped early: the guest init's own message on the console when it left
-/// one, else QEMU's last message (QEMU also logs harmless warnings, so it comes second),
-/// else the console's last lines.
+/// Why the VM stopped early: what the relay saw (`detail`, empty when the channels just
+/// closed because QEMU exited), with the guest init's own
+/// message on the console when it left one, else QEMU's last message (QEMU also logs
+/// harmless warnings, so it comes second), else the console's last lines.
 fn why_stopped(detail: &str, qemu_log: &Path, console: &Path) -> String {
+    match (detail.is_empty(), log_summary(qemu_log, console)) {
+        (true, Some(summary)) => summary,
+        (true, None) => "QEMU exited without a message".into(),
+        (false, Some(summary)) => format!("{detail}: {summary}"),
+        (false, None) => detail.to_string(),
+    }
+}
+
+fn log_summary(qemu_log: &Path, console: &Path) -> Option<String> {
     let console_text =
         String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
     let lines: Vec<&str> = console_text
@@ -616,7 +664,7 @@ fn why_stopped(detail: &str, qemu_log: &Path, console: &Path) -> String {
         .rev()
         .find_map(|l| l.find(prefix).map(|i| &l[i..]))
     {
-        return line.to_string();
+        return Some(line.to_string());
     }
     let qemu_text = std::fs::read_to_string(qemu_log).unwrap_or_default();
     if let Some(line) = qemu_text
@@ -625,17 +673,13 @@ fn why_stopped(detail: &str, qemu_log: &Path, console: &Path) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
     {
-        return match line.starts_with("qemu") {
+        return Some(match line.starts_with("qemu") {
             true => line.to_string(),
             false => format!("qemu: {line}"),
-        };
+        });
     }
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    match (detail.is_empty(), tail.is_empty()) {
-        (_, false) => format!("console: {tail}"),
-        (false, true) => detail.to_string(),
-        (true, true) => "no console output".into(),
-    }
+    (!tail.is_empty()).then(|| format!("console: {tail}"))
 }
 
 #[cfg(test)]
@@ -685,6 +729,17 @@ mod tests {
         assert_eq!(
             why_stopped("", &qemu, &console),
             "cairn guest: no port cairn.control"
+        );
+        assert_eq!(
+            why_stopped("late", &qemu, &console),
+            "late: cairn guest: no port cairn.control"
+        );
+        std::fs::write(&console, "").unwrap();
+        std::fs::write(&qemu, "").unwrap();
+        assert_eq!(why_stopped("late", &qemu, &console), "late");
+        assert_eq!(
+            why_stopped("", &qemu, &console),
+            "QEMU exited without a message"
         );
     }
 }
