@@ -252,8 +252,9 @@ fn vm_pull_ls_rm() {
     assert!(!world.path("var/lib/cairn/vms/leap").exists());
 }
 
-/// Runs the app command at `path` with `args` and `stdin`, TCG forced.
-fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {
+/// Runs the app command at `path` with `args` and `stdin` (all of it, then end of file),
+/// TCG forced.
+fn call(world: &World, path: &Path, args: &[&str], stdin: Vec<u8>) -> Output {
     let mut child = Command::new(path)
         .args(args)
         .env_clear()
@@ -265,14 +266,18 @@ fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    // Written aside: a target echoing its input blocks once nobody reads its output.
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || input.write_all(&stdin));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
 }
 
 /// The test the issue asks for: an app in a VM behaves like a local program. One boot
-/// checks the exit status, stdout and stderr apart, stdin piped through, argv exact, the
-/// app's environment, and a writable root (the overlay); a second one a guest-side
-/// failure.
+/// checks the exit status, stdout and stderr apart, stdin piped through (1 MB), argv
+/// exact, the app's environment, and a writable root (the overlay, of the size asked);
+/// a second one a guest-side failure.
 #[test]
 fn vm_app_runs_one_command_and_returns_its_status() {
     let deb = match boot_prerequisites() {
@@ -293,16 +298,23 @@ fn vm_app_runs_one_command_and_returns_its_status() {
     let script = r#"echo out; echo err >&2; cat; printf '[%s]' "$@"; echo;
         echo "$APP_VAR" > /written && cat /written;
         head -c 70000000 /dev/zero > /big 2>/dev/null && echo fits || echo full; exit 42"#;
+    // A megabyte of input (not a multiple of any buffer) goes through `cat` and back.
+    let input: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
     let out = call(
         &world,
         &app,
         &["-c", script, "argv0", "a b", "", "%x", "@y", "--help"],
-        b"piped in\n",
+        input.clone(),
     );
     assert_eq!(out.status.code(), Some(42), "{}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout),
-        "out\npiped in\n[a b][][%x][@y][--help]\nset\nfull\n"
+    let mut expected = b"out\n".to_vec();
+    expected.extend_from_slice(&input);
+    expected.extend_from_slice(b"[a b][][%x][@y][--help]\nset\nfull\n");
+    assert!(
+        out.stdout == expected,
+        "stdout differs: {} bytes, expected {}",
+        out.stdout.len(),
+        expected.len()
     );
     assert_eq!(text(&out.stderr), "err\n");
     assert!(
