@@ -412,11 +412,11 @@ fn killed_launcher_leaves_no_vm() {
     };
     // This VM is pulled from a tar archive of the rootfs, with an extra initramfs.
     let world = World::new();
-    let tree = busybox_rootfs(world.root());
+    let rootfs = busybox_rootfs(world.root());
     let tar_path = world.path("rootfs.tar");
     let status = Command::new("tar")
         .arg("-C")
-        .arg(&tree)
+        .arg(&rootfs)
         .arg("-cf")
         .arg(&tar_path)
         .arg(".")
@@ -478,6 +478,22 @@ fn killed_launcher_leaves_no_vm() {
     assert_eq!(ready, 1, "QEMU outlived its killed launcher");
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
+    // The killed launcher's instance directory goes at the next call (cut short here).
+    let instances = || {
+        std::fs::read_dir(world.path("run/cairn/vm-run"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(instances(), 1);
+    let late = world
+        .cairn()
+        .env("CAIRN_VM_ACCEL", "tcg")
+        .env("CAIRN_VM_BOOT_TIMEOUT", "0.1")
+        .args(["vm", "run", "leap", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(late.status.code(), Some(1));
+    assert_eq!(instances(), 0);
 }
 
 /// A kernel QEMU cannot boot is reported in one line with QEMU's reason, and leaves no

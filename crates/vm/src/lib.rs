@@ -60,14 +60,37 @@ pub fn run(
 }
 
 /// A fresh instance directory for a `cairn vm run` call under `<run>/vm-run/`, removed
-/// when dropped (apps use their own instance directories).
+/// when dropped (apps use their own instance directories). Its name carries the owner's
+/// pid, so that those of killed launchers are removed here.
 pub fn temp_instance(run_dir: &std::path::Path, name: &str) -> Result<tempfile::TempDir> {
     let dir = run_dir.join("vm-run");
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    remove_stale_instances(&dir);
     tempfile::Builder::new()
-        .prefix(&format!("{name}-"))
+        .prefix(&format!("{name}.{}.", std::process::id()))
         .tempdir_in(&dir)
         .map_err(Error::io(&dir))
+}
+
+/// Removes the instance directories of `dir` whose owner (`NAME.PID.XXXX`) is gone.
+fn remove_stale_instances(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('.').nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        let gone = pid.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        });
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The path of host tool `program`: from `PATH`, then the sbin directories (mkfs.ext4
@@ -78,4 +101,20 @@ pub fn find_tool(program: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(Into::into))
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_instances_go() {
+        let run = tempfile::tempdir().unwrap();
+        let stale = run.path().join("vm-run/leap.999999999.abc");
+        std::fs::create_dir_all(&stale).unwrap();
+        let mine = temp_instance(run.path(), "leap").unwrap();
+        assert!(!stale.exists());
+        let again = temp_instance(run.path(), "leap").unwrap();
+        assert!(mine.path().is_dir() && again.path().is_dir());
+    }
 }
