@@ -69,12 +69,19 @@ enum Command {
     App(cmd::app::AppCommand),
     /// Run the device daemon in the foreground.
     Daemon(cmd::daemon::DaemonArgs),
+    /// Micro-VMs for apps with `--vm`: pull, list, remove, run a command.
+    #[command(subcommand)]
+    Vm(cmd::vm::VmCommand),
     /// Build a small demo node family under the state directory and run a program in it.
     Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     nss_files_only();
+    // A VM's init (PID 1, /init, the kernel's cairn.guest marker): serve the host, power off.
+    if cairn_vm::guest::is_guest() {
+        cairn_vm::guest::init();
+    }
     // Called through an app's symlink: launch it, before clap could take any argument.
     if let Some(code) = cmd::app::multi_call() {
         return code;
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
         Command::App(c) => cmd::app::run(c),
         Command::Daemon(args) => cmd::daemon::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Vm(c) => cmd::vm::run(c),
     };
     finish(result)
 }

@@ -10,3 +10,4 @@ pub mod key;
 pub mod node;
 pub mod pkg;
 pub mod run;
+pub mod vm;
