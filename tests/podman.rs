@@ -453,3 +453,43 @@ fn podman_run_args_that_break_the_launch_are_refused() {
     let err = text(&out.get_output().stderr);
     assert!(err.contains("not available for engine podman"), "{err}");
 }
+
+#[test]
+fn podman_tty_only_when_the_caller_has_one() {
+    if !podman_ready("podman_tty_only_when_the_caller_has_one") {
+        return;
+    }
+    let world = World::new();
+    import_images(&world);
+    let name = app_name("tty");
+    let app_path = register(
+        &world,
+        &name,
+        &["--image", "local/busybox:1", "--target", "/bin/sh"],
+    );
+    let probe = "if test -t 0 && test -t 1; then echo tty; else echo notty; fi";
+    let out = call(&world, &app_path, &["-c", probe], b"");
+    assert_eq!(text(&out.stdout), "notty\n", "{}", text(&out.stderr));
+    // Under a terminal (util-linux `script` gives the call one), the target gets one too.
+    let command = format!("{} -c '{probe}; exit 3'", app_path.display());
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("tty\r\n"),
+        "{:?}",
+        text(&out.stdout)
+    );
+    assert!(
+        !text(&out.stdout).contains("notty"),
+        "{:?}",
+        text(&out.stdout)
+    );
+    world.cairn().args(["app", "rm", &name]).assert().success();
+}

@@ -6,12 +6,14 @@
 //! as layers on top; include-path entries are bound read-only at their host paths. Each
 //! call is one `podman run --rm` whose arguments keep the launch contract: the caller's
 //! arguments after the image name (podman parses no option there), `-i` always and `-t`
-//! only with a terminal, no detach keys, `--init` so that the target is not pid 1 (signals
-//! behave as natively), no network unless the app asks for it, the app's name as hostname.
+//! only with a terminal, no detach keys, `--init` when catatonit is installed (so that the
+//! target is not pid 1 and signals behave as natively), no network unless the app asks
+//! for it, the app's name as hostname.
 //!
 //! Host limits are handled up front ([`host`]): runc instead of crun on v1/hybrid cgroups,
 //! ulimits no higher than this process may grant. What podman still reports is turned into
-//! one clear error ([`relay`]).
+//! one clear error ([`relay`]). The launch context's cgroup parent is not applied: podman
+//! places containers in its own cgroups.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -211,11 +213,16 @@ fn run_argv(
     tty: bool,
 ) -> Vec<OsString> {
     let user = UserArgs::of(&config.run_args);
-    let mut argv: Vec<OsString> = ["run", "--rm", "-i", "--pull=never", "--init"]
+    let mut argv: Vec<OsString> = ["run", "--rm", "-i", "--pull=never"]
         .into_iter()
         .map(OsString::from)
         .collect();
     let mut push = |s: String| argv.push(s.into());
+    // Without an init the target would be pid 1, which ignores SIGTERM and SIGINT unless
+    // it handles them: with catatonit missing, that is the best podman can do.
+    if host::has_init() {
+        push("--init".into());
+    }
     if tty {
         push("-t".into());
         push("--detach-keys=".into());

@@ -14,6 +14,15 @@ const RUNTIME_DIRS: &[&str] = &[
     "/bin",
 ];
 
+/// Where distributions install catatonit, the init `podman run --init` bind-mounts into the
+/// container (podman's own default `init_path` first).
+const INIT_PATHS: &[&str] = &[
+    "/usr/libexec/podman/catatonit",
+    "/usr/libexec/catatonit/catatonit",
+    "/usr/local/libexec/podman/catatonit",
+    "/usr/bin/catatonit",
+];
+
 /// The `nofile` ceiling podman grants containers by default as root.
 const PODMAN_NOFILE_MAX: u64 = 1_048_576;
 /// podman 4 lowers its own RLIMIT_NPROC to this at start as root, so its containers can
@@ -35,6 +44,11 @@ pub fn find_runc() -> Option<PathBuf> {
         .chain(RUNTIME_DIRS.iter().map(PathBuf::from))
         .map(|dir| dir.join("runc"))
         .find(|p| is_executable(p))
+}
+
+/// Whether `podman run --init` can work: catatonit is installed.
+pub fn has_init() -> bool {
+    INIT_PATHS.iter().any(|p| is_executable(Path::new(p)))
 }
 
 fn is_executable(path: &Path) -> bool {
