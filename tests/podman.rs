@@ -191,6 +191,10 @@ fn podman_engine_runs_the_same_app() {
         ],
     );
 
+    // Loaded at register time, under the Cairn-owned name.
+    let images = podman_images(&name);
+    assert_eq!(images.len(), 1, "{images:?}");
+
     // Arguments pass exactly: spaces, empty strings, %, @, --help.
     let script = r#"for a in "$@"; do printf '[%s]\n' "$a"; done"#;
     let out = call(
@@ -202,9 +206,6 @@ fn podman_engine_runs_the_same_app() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "[a b]\n[]\n[%x]\n[@y]\n[--help]\n");
     assert_eq!(text(&out.stderr), "");
-    // Loaded once, under the Cairn-owned name.
-    let images = podman_images(&name);
-    assert_eq!(images.len(), 1, "{images:?}");
 
     // Exit status, stdin, separate streams, environment, provisioned files, hostname, no
     // network.
@@ -383,6 +384,33 @@ fn podman_entrypoint_target_and_host_limit_errors() {
     } else {
         skip("ulimit error: this process has CAP_SYS_RESOURCE");
     }
+    // crun on a hybrid-cgroup host: explained, with the fix.
+    let hybrid = Path::new("/sys/fs/cgroup/unified").is_dir();
+    if hybrid && Path::new("/usr/bin/crun").exists() {
+        let crun = app_name("crun");
+        let crun_path = register(
+            &world,
+            &crun,
+            &[
+                "--image",
+                "local/busybox:1",
+                "--target",
+                "/bin/true",
+                "--run-arg=--runtime=crun",
+            ],
+        );
+        let out = call(&world, &crun_path, &[], b"");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("hybrid cgroups") && err.contains("runc"),
+            "{err}"
+        );
+        world.cairn().args(["app", "rm", &crun]).assert().success();
+    } else {
+        skip("crun error: not a hybrid-cgroup host with crun");
+    }
     for app in [name, missing] {
         world.cairn().args(["app", "rm", &app]).assert().success();
     }
@@ -413,6 +441,10 @@ fn podman_missing_is_one_error_line() {
         err.contains("engine podman: podman is not installed"),
         "{err}"
     );
+    world.cairn().args(["app", "rm", &name]).assert().success();
+    if podman_ready("podman_missing_is_one_error_line") {
+        assert_eq!(podman_images(&name), Vec::<String>::new());
+    }
 }
 
 #[test]

@@ -236,6 +236,15 @@ fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
             .with_context(|| format!("app {}: node {}", args.name, leaf.display()))?;
     }
     apps.register(&args.name, &config, &current_exe()?, args.force)?;
+    if config.engine == Engine::Podman {
+        // Loading now spares the first launch; whatever fails here is retried (and
+        // reported) by the launches themselves.
+        match cairn_app::engine::podman::prepare(apps, &args.name, &config) {
+            Ok(true) => eprintln!("loaded {}'s image into podman", args.name),
+            Ok(false) => {}
+            Err(e) => eprintln!("cairn: warning: {e} (the first launch tries again)"),
+        }
+    }
     eprintln!("registered {} as {}", args.name, app_path.display());
     Ok(())
 }

@@ -27,8 +27,9 @@ use crate::manifest::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, parse_
 use crate::store::{ImageStore, Rootfs};
 use crate::unpack::get_xattr;
 
-/// The xattr names overlayfs uses for its own markers: never exported as file attributes.
-const OVERLAY_XATTRS: [&str; 2] = ["trusted.overlay.", "user.overlay."];
+/// Xattrs never exported: overlayfs' own markers, and SELinux labels (the host's policy,
+/// not the image's content).
+const SKIPPED_XATTRS: [&str; 3] = ["trusted.overlay.", "user.overlay.", "security.selinux"];
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,11 +395,11 @@ impl Packer<'_> {
     }
 
     /// The file's extended attributes (file capabilities, ACLs) as PAX records, except
-    /// overlayfs' own markers.
+    /// the skipped ones.
     fn xattrs(&self, builder: &mut tar::Builder<&mut dyn Write>, full: &Path) -> io::Result<()> {
         let mut records: Vec<(String, Vec<u8>)> = Vec::new();
         for name in list_xattrs(full)? {
-            if OVERLAY_XATTRS.iter().any(|p| name.starts_with(p)) {
+            if SKIPPED_XATTRS.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
             if let Some(value) = get_xattr(full, &name)? {

@@ -143,6 +143,20 @@ pub fn launch(
     status
 }
 
+/// Loads app `name`'s image into podman now unless podman already has it (`cairn app
+/// register`, so that the first launch does not pay for it). Returns whether it loaded.
+pub fn prepare(apps: &Apps, name: &str, config: &AppConfig) -> Result<bool, Error> {
+    let podman =
+        host::find_podman().ok_or_else(|| engine_error(name, "podman is not installed"))?;
+    let parts = image::parts(apps, name, config)?;
+    let reference = image::reference(name, &parts, &config.include_tar)?;
+    if image::has(&podman, name, &reference)? {
+        return Ok(false);
+    }
+    image::load(&podman, apps, name, &parts, &config.include_tar, &reference)?;
+    Ok(true)
+}
+
 /// Runs the call, loading the image first when podman does not have it.
 fn run_loaded(
     apps: &Apps,

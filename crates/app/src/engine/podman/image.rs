@@ -145,6 +145,11 @@ pub fn forget(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether podman's storage holds `reference` (one of app `name`'s tags).
+pub fn has(podman: &Path, name: &str, reference: &str) -> Result<bool, Error> {
+    Ok(tags(podman, name)?.iter().any(|t| t == reference))
+}
+
 /// The app's tags in podman's storage, as `REPOSITORY:TAG`.
 fn tags(podman: &Path, name: &str) -> Result<Vec<String>, Error> {
     let output = quiet(podman)
