@@ -41,6 +41,29 @@ fn app_name(what: &str) -> String {
     format!("pm-{what}-{}", std::process::id())
 }
 
+/// Removes the podman images of the apps it names when dropped, so that a failed test
+/// leaves nothing in the host's podman storage.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // Not podman_images: no assertion may panic while a failed test unwinds. By tag,
+            // not by id: apps of other tests may share the image.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "podman images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' \
+                     localhost/cairn-app/{name} | grep '^localhost/cairn-app/{name}:' \
+                     | xargs -r podman rmi"
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Imports `local/busybox:1` (entrypoint /bin/sh, env FROM_IMAGE=yes) and, over it,
 /// `local/delta:1` (an opaque /var/cache, a whiteout of /etc/motd, a new /etc/delta).
 fn import_images(world: &World) {
@@ -174,6 +197,7 @@ fn podman_engine_runs_the_same_app() {
     let host_dir = world.path("hostdata");
     support::write(&host_dir.join("conf"), "from host\n");
     let name = app_name("main");
+    let _cleanup = Cleanup(vec![name.clone()]);
     let app_path = register(
         &world,
         &name,
@@ -281,6 +305,7 @@ fn podman_engine_runs_a_delta_over_its_base() {
     let world = World::new();
     import_images(&world);
     let name = app_name("delta");
+    let _cleanup = Cleanup(vec![name.clone()]);
     let app_path = register(
         &world,
         &name,
@@ -326,6 +351,11 @@ fn podman_entrypoint_target_and_host_limit_errors() {
     import_images(&world);
     // target `/`: the image's entrypoint (/bin/sh) gets the arguments.
     let name = app_name("entry");
+    let _cleanup = Cleanup(
+        ["entry", "missing", "ulimit", "crun"]
+            .map(app_name)
+            .to_vec(),
+    );
     let app_path = register(
         &world,
         &name,
@@ -421,6 +451,7 @@ fn podman_missing_is_one_error_line() {
     let world = World::new();
     import_images(&world);
     let name = app_name("nopodman");
+    let _cleanup = Cleanup(vec![name.clone()]);
     let app_path = register(
         &world,
         &name,
@@ -494,6 +525,7 @@ fn podman_tty_only_when_the_caller_has_one() {
     let world = World::new();
     import_images(&world);
     let name = app_name("tty");
+    let _cleanup = Cleanup(vec![name.clone()]);
     let app_path = register(
         &world,
         &name,
