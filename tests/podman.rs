@@ -352,7 +352,7 @@ fn podman_entrypoint_target_and_host_limit_errors() {
     // target `/`: the image's entrypoint (/bin/sh) gets the arguments.
     let name = app_name("entry");
     let _cleanup = Cleanup(
-        ["entry", "missing", "ulimit", "crun"]
+        ["entry", "missing", "incl", "ulimit", "crun"]
             .map(app_name)
             .to_vec(),
     );
@@ -384,6 +384,28 @@ fn podman_entrypoint_target_and_host_limit_errors() {
         err.contains("target /bin/nothere is not in the image"),
         "{err}"
     );
+
+    // A missing include-path: one line naming it.
+    let gone = world.path("gone");
+    let incl = app_name("incl");
+    let incl_path = register(
+        &world,
+        &incl,
+        &[
+            "--image",
+            "local/busybox:1",
+            "--target",
+            "/bin/true",
+            "--include-path",
+            gone.to_str().unwrap(),
+        ],
+    );
+    let out = call(&world, &incl_path, &[], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(gone.to_str().unwrap()), "{err}");
+    world.cairn().args(["app", "rm", &incl]).assert().success();
 
     // ulimits above what this process may grant: explained, with the fix.
     let status = fs::read_to_string("/proc/self/status").unwrap();

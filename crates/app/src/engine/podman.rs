@@ -132,6 +132,10 @@ pub fn launch(
     validate(name, config)?;
     let podman =
         host::find_podman().ok_or_else(|| engine_error(name, "podman is not installed"))?;
+    // podman's own report of a missing bind source is long and names no app.
+    for path in &config.include_path {
+        std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    }
     let parts = image::parts(apps, name, config)?;
     let reference = image::reference(name, &parts, &config.include_tar)?;
     let argv = run_argv(name, config, &reference, args, host::caller_has_tty());
