@@ -338,6 +338,30 @@ fn podman_engine_runs_a_delta_over_its_base() {
     let out = call(&world, &app_path, &["-c", "cat /etc/delta"], b"");
     assert_eq!(text(&out.stdout), "delta\n", "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
+    // Registered again for the native engine: podman's copy goes.
+    world
+        .cairn()
+        .args([
+            "app",
+            "register",
+            &name,
+            "--force",
+            "--base",
+            "local/busybox:1",
+        ])
+        .args([
+            "--image",
+            "local/delta:1",
+            "--target",
+            "/bin/sh",
+            "--app-path",
+        ])
+        .arg(&app_path)
+        .assert()
+        .success();
+    assert_eq!(podman_images(&name), Vec::<String>::new());
+    let out = call(&world, &app_path, &["-c", "cat /etc/delta"], b"");
+    assert_eq!(text(&out.stdout), "delta\n", "{}", text(&out.stderr));
     world.cairn().args(["app", "rm", &name]).assert().success();
     assert_eq!(podman_images(&name), Vec::<String>::new());
 }

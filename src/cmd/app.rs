@@ -235,7 +235,15 @@ fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
         cairn_node::load_family(leaf, &ctx)
             .with_context(|| format!("app {}: node {}", args.name, leaf.display()))?;
     }
+    let previous = apps.load(&args.name).ok();
     apps.register(&args.name, &config, &current_exe()?, args.force)?;
+    let was_podman = previous.is_some_and(|p| p.engine == Engine::Podman);
+    if was_podman
+        && config.engine != Engine::Podman
+        && let Err(e) = cairn_app::engine::podman::forget(&args.name)
+    {
+        eprintln!("cairn: warning: {e}");
+    }
     if config.engine == Engine::Podman {
         // Loading now spares the first launch; whatever fails here is retried (and
         // reported) by the launches themselves.

@@ -205,10 +205,10 @@ fn explain(name: &str, config: &AppConfig, failure: relay::Failure, held: &[u8])
             grant (raising them needs CAP_SYS_RESOURCE): lower them with \
             --run-arg=--ulimit=nofile=N:N and --run-arg=--ulimit=nproc=N:N"
             .to_string(),
-        relay::Failure::TargetMissing => format!(
-            "target {} is not in the image",
-            config.target.as_deref().unwrap_or(Path::new("/")).display()
-        ),
+        relay::Failure::TargetMissing => match config.target.as_deref() {
+            Some(t) if t != Path::new("/") => format!("target {} is not in the image", t.display()),
+            _ => "the image's entrypoint is not in the image".to_string(),
+        },
         relay::Failure::ImageMissing => format!(
             "the image is still missing from podman's storage after loading it: {}",
             image::last_line(held)
