@@ -402,7 +402,7 @@ impl Packer<'_> {
             if SKIPPED_XATTRS.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
-            if let Some(value) = get_xattr(full, &name)? {
+            if let Some(value) = read_xattr(full, &name)? {
                 records.push((format!("SCHILY.xattr.{name}"), value));
             }
         }
@@ -422,6 +422,43 @@ fn header_of(meta: &fs::Metadata) -> tar::Header {
     header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     header.set_size(0);
     header
+}
+
+/// One extended attribute of `path` (not following a symlink), whatever its size.
+fn read_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let c_name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    loop {
+        // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks the size.
+        let size =
+            unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODATA) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: strings as above; buf is writable for buf.len() bytes.
+        let n = unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                c_name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        // Grown between the two calls: ask again.
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
 }
 
 /// The names of `path`'s extended attributes (without following a symlink).
@@ -634,5 +671,49 @@ mod tests {
             .export_oci_archive(&parts[..1], &[], "local/app:2", &mut io::sink())
             .unwrap();
         assert_eq!(again.layers[0], exported.layers[0]);
+    }
+
+    /// File attributes travel as PAX records (any size); overlayfs' markers do not.
+    #[test]
+    fn xattrs_are_exported_but_overlay_markers_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        let set = |path: &Path, name: &str, value: &[u8]| {
+            let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            let n = std::ffi::CString::new(name).unwrap();
+            // SAFETY: NUL-terminated strings and a valid value slice.
+            unsafe {
+                libc::lsetxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            }
+        };
+        let big = vec![b'v'; 3000];
+        if set(&file, "user.cairn", &big) != 0 {
+            eprintln!("skipped: no user xattrs on {}", dir.path().display());
+            return;
+        }
+        assert_eq!(set(&file, "user.overlay.origin", b"y"), 0);
+        let mut tar = Vec::new();
+        write_layer(dir.path(), "user.overlay.opaque", &mut tar).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entries = archive.entries().unwrap();
+        let mut entry = entries.next().unwrap().unwrap();
+        assert_eq!(entry.path().unwrap(), Path::new("f"));
+        let records: Vec<(String, Vec<u8>)> = entry
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                (r.key().unwrap().to_string(), r.value_bytes().to_vec())
+            })
+            .collect();
+        assert_eq!(records, [("SCHILY.xattr.user.cairn".to_string(), big)]);
     }
 }
