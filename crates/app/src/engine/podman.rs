@@ -369,6 +369,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Values (no leading dash) are never options; every spelling of a reserved long
+        /// option is caught, whatever its value; short clusters holding -d after flags too.
+        #[test]
+        fn reserved_options_are_found_in_any_spelling(
+            value in "[^-].{0,12}",
+            option in proptest::sample::select(RESERVED),
+            flags in "[Pq]{0,3}",
+        ) {
+            proptest::prop_assert_eq!(reserved(&value), None);
+            let with_value = format!("{option}={value}");
+            let some = |s: &str| Some(s.to_string());
+            proptest::prop_assert_eq!(reserved(&with_value), some(option));
+            proptest::prop_assert_eq!(reserved(option), some(option));
+            let cluster = format!("-{flags}d");
+            proptest::prop_assert_eq!(reserved(&cluster), some("-d"));
+            let valued = format!("-e{value}");
+            proptest::prop_assert_eq!(reserved(&valued), None);
+        }
+    }
+
     #[test]
     fn modes_other_than_fresh_are_refused_clearly() {
         let mut c = app(&[]);
