@@ -136,6 +136,19 @@ fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {
     call_with_path(world, path, args, stdin, "/usr/bin:/bin")
 }
 
+/// Polls `done` until it holds, for at most a minute (podman stopping a container takes
+/// its time on a loaded machine); whether it held.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -290,6 +303,43 @@ fn podman_engine_runs_the_same_app() {
         .assert()
         .success();
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+
+    // A launcher killed outright takes its container along (podman gets SIGTERM).
+    let mut child = Command::new(&app_path)
+        .args(["-c", "echo ready; exec /bin/busybox sleep 600"])
+        .env_clear()
+        .env("CAIRN_ROOT", world.root())
+        .env("PATH", "/usr/bin:/bin")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let podman: u32 = fs::read_to_string(children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let label = format!("label=cairn.app={name}");
+    let gone = wait_until(|| {
+        let ps = Command::new("podman")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .unwrap();
+        !Path::new(&format!("/proc/{podman}")).exists() && ps.stdout.is_empty()
+    });
+    assert!(
+        gone,
+        "podman {podman} or its container outlived the killed launcher"
+    );
 
     // `app rm` takes the image out of podman's storage.
     world.cairn().args(["app", "rm", &name]).assert().success();

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -37,12 +38,16 @@ pub fn run(podman: &Path, args: &[OsString]) -> std::io::Result<Ended> {
     let set = wait_set();
     let _blocked = Blocked::new(&set)?;
     // std resets the signal mask in the child, so podman gets the signals it proxies.
-    let mut child = Command::new(podman)
+    let mut command = Command::new(podman);
+    command
         .args(args)
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    let launcher = std::process::id() as libc::pid_t;
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, _exit).
+    unsafe { command.pre_exec(move || die_with_parent(launcher)) };
+    let mut child = command.spawn()?;
     let mut stderr = child
         .stderr
         .take()
@@ -88,6 +93,23 @@ pub fn run(podman: &Path, args: &[OsString]) -> std::io::Result<Ended> {
         (None, None) => 1,
     };
     Ok(Ended { code, held })
+}
+
+/// In podman's process before exec: SIGTERM when the launcher dies (killed, say), which
+/// podman passes on to the container as it would the launcher's own; as the native
+/// engine's `die_with_parent`.
+fn die_with_parent(launcher: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != launcher {
+        // The launcher died before the prctl took effect.
+        // SAFETY: _exit is async-signal-safe and ends this child at once.
+        unsafe { libc::_exit(143) };
+    }
+    Ok(())
 }
 
 /// Writes what the relay held to the caller's stderr, unchanged.
