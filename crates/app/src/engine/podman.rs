@@ -2,18 +2,18 @@
 //! standardise on podman.
 //!
 //! The app's image in podman is exactly the filesystem the native engine mounts (base +
-//! layers + image, exported from Cairn's store, see [`image`]), plus its include-tar files
-//! as layers on top; include-path entries are bound read-only at their host paths. Each
-//! call is one `podman run --rm` whose arguments keep the launch contract: the caller's
-//! arguments after the image name (podman parses no option there), `-i` always and `-t`
-//! only with a terminal, no detach keys, `--init` when catatonit is installed (so that the
-//! target is not pid 1 and signals behave as natively), no network unless the app asks
-//! for it, the app's name as hostname.
+//! layers + image, exported from Cairn's store: the `image` module), plus its include-tar
+//! files as layers on top; include-path entries are bound read-only at their host paths.
+//! Each call is one `podman run --rm` whose arguments keep the launch contract: the
+//! caller's arguments after the image name (podman parses no option there), `-i` always
+//! and `-t` only with a terminal, no detach keys, `--init` when catatonit is installed (so
+//! that the target is not pid 1 and signals behave as natively), no network unless the app
+//! asks for it, the app's name as hostname.
 //!
-//! Host limits are handled up front ([`host`]): runc instead of crun on v1/hybrid cgroups,
-//! ulimits no higher than this process may grant. What podman still reports is turned into
-//! one clear error ([`relay`]). The launch context's cgroup parent is not applied: podman
-//! places containers in its own cgroups.
+//! Host limits are handled up front (the `host` module): runc instead of crun on v1/hybrid
+//! cgroups, ulimits no higher than this process may grant. What podman still reports is
+//! turned into one clear error (the `relay` module). The launch context's cgroup parent is
+//! not applied: podman places containers in its own cgroups.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -24,10 +24,10 @@ use crate::error::Error;
 use crate::instance::Instance;
 use crate::registry::Apps;
 
-pub mod host;
-pub mod image;
+mod host;
+mod image;
 mod process;
-pub mod relay;
+mod relay;
 
 pub use image::forget;
 
