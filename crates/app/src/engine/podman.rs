@@ -442,6 +442,40 @@ mod tests {
     }
 
     #[test]
+    fn run_args_replace_the_launchers_defaults() {
+        let c = app(&[
+            "--network=host",
+            "--runtime",
+            "crun",
+            "-h",
+            "box",
+            "--ulimit=nofile=5:5",
+        ]);
+        let argv: Vec<String> = run_argv("a", &c, "r", Vec::new(), false)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // The app's run-args come last before the image, as given.
+        let theirs = argv.len() - 1 - c.run_args.len();
+        assert_eq!(argv[theirs..argv.len() - 1], c.run_args[..]);
+        let ours = &argv[..theirs];
+        for option in [
+            "--network=",
+            "--runtime=",
+            "--hostname=",
+            "--ulimit=nofile=",
+        ] {
+            assert!(
+                !ours.iter().any(|a| a.starts_with(option)),
+                "{option} in {ours:?}"
+            );
+        }
+        let user = UserArgs::of(&c.run_args);
+        assert!(user.network && user.runtime && user.hostname && !user.share_net);
+        assert_eq!(user.ulimits, ["nofile"]);
+    }
+
+    #[test]
     fn entrypoint_target_keeps_the_image_entrypoint() {
         let mut c = app(&[]);
         c.target = Some("/".into());
