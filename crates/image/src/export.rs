@@ -309,9 +309,10 @@ impl Packer<'_> {
         rel: &Path,
     ) -> io::Result<()> {
         let full = self.root.join(rel);
-        let mut names: Vec<_> = fs::read_dir(&full)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
+        let names: io::Result<Vec<_>> = fs::read_dir(&full)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect());
+        let mut names =
+            names.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let child = rel.join(&name);
@@ -320,13 +321,32 @@ impl Packer<'_> {
         Ok(())
     }
 
+    /// Packs one entry (and a directory's children); errors name the file (the output's
+    /// own errors keep their kind).
     fn entry(&mut self, builder: &mut tar::Builder<&mut dyn Write>, rel: &Path) -> io::Result<()> {
+        let descend = self.entry_at(builder, rel).map_err(|e| {
+            let full = self.root.join(rel);
+            io::Error::new(e.kind(), format!("{}: {e}", full.display()))
+        })?;
+        if descend {
+            self.dir_entries(builder, rel)?;
+        }
+        Ok(())
+    }
+
+    /// Packs the entry itself; whether it is a directory to descend into.
+    fn entry_at(
+        &mut self,
+        builder: &mut tar::Builder<&mut dyn Write>,
+        rel: &Path,
+    ) -> io::Result<bool> {
         let full = self.root.join(rel);
         let meta = fs::symlink_metadata(&full)?;
         let kind = meta.file_type();
         let mut header = header_of(&meta);
         if kind.is_char_device() && meta.rdev() == 0 {
-            return self.whiteout(builder, rel, &meta);
+            self.whiteout(builder, rel, &meta)?;
+            return Ok(false);
         }
         self.xattrs(builder, &full)?;
         if kind.is_dir() {
@@ -337,25 +357,28 @@ impl Packer<'_> {
                 marker.set_mode(0o644);
                 builder.append_data(&mut marker, rel.join(".wh..wh..opq"), io::empty())?;
             }
-            return self.dir_entries(builder, rel);
+            return Ok(true);
         }
         if kind.is_symlink() {
             header.set_entry_type(tar::EntryType::Symlink);
             let target = fs::read_link(&full)?;
-            return builder.append_link(&mut header, rel, target);
+            builder.append_link(&mut header, rel, target)?;
+            return Ok(false);
         }
         if kind.is_file() {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = self.links.get(&key) {
                     header.set_entry_type(tar::EntryType::Link);
-                    return builder.append_link(&mut header, rel, first);
+                    builder.append_link(&mut header, rel, first)?;
+                    return Ok(false);
                 }
                 self.links.insert(key, rel.to_path_buf());
             }
             header.set_size(meta.len());
             let file = fs::File::open(&full)?;
-            return builder.append_data(&mut header, rel, file.take(meta.len()));
+            builder.append_data(&mut header, rel, file.take(meta.len()))?;
+            return Ok(false);
         }
         let entry_type = if kind.is_char_device() {
             tar::EntryType::Char
@@ -365,7 +388,7 @@ impl Packer<'_> {
             tar::EntryType::Fifo
         } else {
             // Sockets have no tar form (and an unpack never creates one).
-            return Ok(());
+            return Ok(false);
         };
         header.set_entry_type(entry_type);
         if !kind.is_fifo() {
@@ -373,7 +396,8 @@ impl Packer<'_> {
             header.set_device_major(libc::major(rdev))?;
             header.set_device_minor(libc::minor(rdev))?;
         }
-        builder.append_data(&mut header, rel, io::empty())
+        builder.append_data(&mut header, rel, io::empty())?;
+        Ok(false)
     }
 
     /// A 0/0 character device (overlayfs' whiteout) is `.wh.NAME` in an OCI layer.

@@ -80,19 +80,31 @@ pub fn load(
         .ok_or_else(|| engine_error(name, "podman load has no stdin"))?;
     // Written from another thread: podman may report an error (and stop reading) while
     // the archive is still being written, and its output must be drained meanwhile.
-    let exported = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || {
+    let (written, output) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), cairn_image::Error> {
             let mut out = BufWriter::with_capacity(1 << 20, stdin);
-            let result = store.export_oci_archive(parts, include_tars, reference, &mut out);
-            let flushed = out.flush();
-            result.map(|_| flushed)
+            store.export_oci_archive(parts, include_tars, reference, &mut out)?;
+            out.flush().map_err(|error| cairn_image::Error::Io {
+                path: PathBuf::from("podman load"),
+                error,
+            })
         });
         let output = child.wait_with_output();
         (writer.join(), output)
     });
-    let (written, output) = exported;
     let output =
         output.map_err(|e| engine_error(name, &format!("podman load did not finish: {e}")))?;
+    // (message, whether podman stopped reading first): a failed export is the cause of a
+    // failed load, unless it only failed because podman had given up (a broken pipe).
+    let export_error = match written {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some((e.to_string(), is_broken_pipe(&e))),
+        Err(_) => Some(("the export stopped unexpectedly".to_string(), false)),
+    };
+    let exporting = |e: &str| engine_error(name, &format!("exporting {reference}: {e}"));
+    if let Some((e, false)) = &export_error {
+        return Err(exporting(e));
+    }
     if !output.status.success() {
         return Err(engine_error(
             name,
@@ -102,10 +114,8 @@ pub fn load(
             ),
         ));
     }
-    match written {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => return Err(engine_error(name, "the image export stopped unexpectedly")),
+    if let Some((e, _)) = &export_error {
+        return Err(exporting(e));
     }
     for old in tags(podman, name)? {
         if old != reference {
@@ -114,6 +124,10 @@ pub fn load(
         }
     }
     Ok(())
+}
+
+fn is_broken_pipe(e: &cairn_image::Error) -> bool {
+    matches!(e, cairn_image::Error::Io { error, .. } if error.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Removes every image of app `name` from podman's storage (`cairn app rm`). Without
