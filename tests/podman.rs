@@ -209,6 +209,8 @@ fn podman_engine_runs_the_same_app() {
     fs::write(&tar_path, tar).unwrap();
     let host_dir = world.path("hostdata");
     support::write(&host_dir.join("conf"), "from host\n");
+    let single = world.path("single.conf");
+    support::write(&single, "single\n");
     let name = app_name("main");
     let _cleanup = Cleanup(vec![name.clone()]);
     let app_path = register(
@@ -225,6 +227,8 @@ fn podman_engine_runs_the_same_app() {
             tar_path.to_str().unwrap(),
             "--include-path",
             host_dir.to_str().unwrap(),
+            "--include-path",
+            single.to_str().unwrap(),
         ],
     );
 
@@ -256,23 +260,32 @@ fn podman_engine_runs_the_same_app() {
         ("out\n".into(), "err\n".into())
     );
     let show = format!(
-        "echo $APP_VAR $FROM_IMAGE; cat /opt/inc/file {}; busybox hostname; ls /sys/class/net",
-        host_dir.join("conf").display()
+        "echo $APP_VAR $FROM_IMAGE; cat /opt/inc/file {} {}; busybox hostname; ls /sys/class/net",
+        host_dir.join("conf").display(),
+        single.display()
     );
     let out = call(&world, &app_path, &["-c", &show], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        format!("set yes\nfrom tar\nfrom host\n{name}\nlo\n")
+        format!("set yes\nfrom tar\nfrom host\nsingle\n{name}\nlo\n")
     );
-    // include-path is provisioned read-only: the host's file cannot be changed.
-    let write = format!("echo x > {}", host_dir.join("conf").display());
+    // An include-path directory is the instance's own copy: writable, the host's unchanged.
+    let conf = host_dir.join("conf").display().to_string();
+    let write = format!("echo changed > {conf} && cat {conf}");
     let out = call(&world, &app_path, &["-c", &write], b"");
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "changed\n", "{}", text(&out.stderr));
     assert_eq!(
         fs::read_to_string(host_dir.join("conf")).unwrap(),
         "from host\n"
     );
+    let out = call(&world, &app_path, &["-c", &format!("cat {conf}")], b"");
+    assert_eq!(text(&out.stdout), "from host\n", "a fresh copy per call");
+    // An include-path file is bound read-only.
+    let write = format!("echo x > {}", single.display());
+    let out = call(&world, &app_path, &["-c", &write], b"");
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(fs::read_to_string(&single).unwrap(), "single\n");
     // Still one image: launches never load again.
     assert_eq!(podman_images(&name), images);
 

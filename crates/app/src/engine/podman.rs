@@ -3,7 +3,8 @@
 //!
 //! The app's image in podman is exactly the filesystem the native engine mounts (base +
 //! layers + image, exported from Cairn's store: the `image` module), plus its include-tar
-//! files as layers on top; include-path entries are bound read-only at their host paths.
+//! files as layers on top; include-path directories are overlay volumes at their host paths
+//! (writable, changes dropped with the container), other include-path files read-only binds.
 //! Each call is one `podman run --rm` whose arguments keep the launch contract: the
 //! caller's arguments after the image name (podman parses no option there), `-i` always
 //! and `-t` only with a terminal, no detach keys, `--init` when catatonit is installed (so
@@ -267,9 +268,16 @@ fn run_argv(
     }
     for path in &config.include_path {
         let p = path.display();
-        push(format!(
-            "--mount=type=bind,source={p},destination={p},readonly"
-        ));
+        // A directory becomes an overlay volume: writable inside, changes dropped with the
+        // container, as the native engine's per-instance copy. podman overlays only
+        // directories (and `-v` cannot name a path holding ':'): the rest is bound read-only.
+        if path.is_dir() && !path.to_string_lossy().contains(':') {
+            push(format!("--volume={p}:{p}:O"));
+        } else {
+            push(format!(
+                "--mount=type=bind,source={p},destination={p},readonly"
+            ));
+        }
     }
     if let Some(target) = config.target.as_deref().filter(|t| *t != Path::new("/")) {
         // JSON form: podman reads `--entrypoint` as a JSON array when it looks like one, so
