@@ -4,7 +4,7 @@
 //! The app's image in podman is exactly the filesystem the native engine mounts (base +
 //! layers + image, exported from Cairn's store: the `image` module), plus its include-tar
 //! files as layers on top; include-path directories are overlay volumes at their host paths
-//! (writable, changes dropped with the container), other include-path files read-only binds.
+//! and include-path files per-call copies (writable, changes dropped, as natively).
 //! Each call is one `podman run --rm` whose arguments keep the launch contract: the
 //! caller's arguments after the image name (podman parses no option there), `-i` always
 //! and `-t` only with a terminal, no detach keys, `--init` when catatonit is installed (so
@@ -17,7 +17,7 @@
 //! not applied: podman places containers in its own cgroups.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{LaunchContext, invalid};
 use crate::config::{AppConfig, Mode};
@@ -139,13 +139,45 @@ pub fn launch(
     }
     let parts = image::parts(apps, name, config)?;
     let reference = image::reference(name, &parts, &config.include_tar)?;
-    let argv = run_argv(name, config, &reference, args, host::caller_has_tty());
-    // Only a marker here (the container's files are podman's): it makes the call visible
-    // to `cairn app ps`, `app stop` (SIGTERM to this launcher, passed on) and `app rm`.
+    // The container's files are podman's: the instance holds only copies of include-path
+    // files, and makes the call visible to `cairn app ps`, `app stop` (SIGTERM to this
+    // launcher, passed on) and `app rm`.
     let instance = Instance::create(&apps.instances.join(name))?;
+    let copies = copy_include_files(config, &instance)?;
+    let argv = run_argv(
+        name,
+        config,
+        &reference,
+        args,
+        host::caller_has_tty(),
+        &copies,
+    );
     let status = run_loaded(apps, name, config, &podman, &parts, &reference, &argv);
     instance.remove()?;
     status
+}
+
+/// Copies the include-path entries that are not directories into the instance: bound
+/// read-write from there, each call gets its own copy, as natively (directories become
+/// overlay volumes instead). Returns (host path, copy) pairs.
+fn copy_include_files(
+    config: &AppConfig,
+    instance: &Instance,
+) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
+    let mut copies = Vec::new();
+    for path in &config.include_path {
+        if path.is_dir() {
+            continue;
+        }
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let copy = instance.dir.join("include").join(rel);
+        if let Some(parent) = copy.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::copy(path, &copy).map_err(|e| Error::io(path, e))?;
+        copies.push((path.clone(), copy));
+    }
+    Ok(copies)
 }
 
 /// Loads app `name`'s image into podman now unless podman already has it (`cairn app
@@ -230,6 +262,7 @@ fn run_argv(
     reference: &str,
     args: Vec<OsString>,
     tty: bool,
+    copies: &[(PathBuf, PathBuf)],
 ) -> Vec<OsString> {
     let user = UserArgs::of(&config.run_args);
     let mut argv: Vec<OsString> = ["run", "--rm", "-i", "--pull=never"]
@@ -269,9 +302,12 @@ fn run_argv(
     for path in &config.include_path {
         let p = path.display();
         // A directory becomes an overlay volume: writable inside, changes dropped with the
-        // container, as the native engine's per-instance copy. podman overlays only
-        // directories (and `-v` cannot name a path holding ':'): the rest is bound read-only.
-        if path.is_dir() && !path.to_string_lossy().contains(':') {
+        // container, as the native engine's per-instance copy (`-v` cannot name a path
+        // holding ':': such a directory is bound read-only). A file is this call's copy.
+        if let Some((_, copy)) = copies.iter().find(|(host, _)| host == path) {
+            let c = copy.display();
+            push(format!("--mount=type=bind,source={c},destination={p}"));
+        } else if !path.to_string_lossy().contains(':') {
             push(format!("--volume={p}:{p}:O"));
         } else {
             push(format!(
@@ -418,7 +454,7 @@ mod tests {
         let mut c = app(&["--share-net", "--ulimit", "nproc=10:10"]);
         c.env.insert("K".into(), "v w".into());
         let args: Vec<OsString> = ["", "%x", "@y", "--help", "a b"].map(OsString::from).into();
-        let argv = run_argv("a", &c, "localhost/cairn-app/a:1", args.clone(), false);
+        let argv = run_argv("a", &c, "localhost/cairn-app/a:1", args.clone(), false, &[]);
         let at = argv
             .iter()
             .position(|a| a == "localhost/cairn-app/a:1")
@@ -444,7 +480,7 @@ mod tests {
             "{before:?}"
         );
         assert!(!before.contains(&"-t".to_string()));
-        let tty = run_argv("a", &app(&[]), "r", Vec::new(), true);
+        let tty = run_argv("a", &app(&[]), "r", Vec::new(), true, &[]);
         assert!(tty.contains(&OsString::from("-t")));
         assert!(tty.contains(&OsString::from("--network=none")));
     }
@@ -459,7 +495,7 @@ mod tests {
             "box",
             "--ulimit=nofile=5:5",
         ]);
-        let argv: Vec<String> = run_argv("a", &c, "r", Vec::new(), false)
+        let argv: Vec<String> = run_argv("a", &c, "r", Vec::new(), false, &[])
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -487,7 +523,7 @@ mod tests {
     fn entrypoint_target_keeps_the_image_entrypoint() {
         let mut c = app(&[]);
         c.target = Some("/".into());
-        let argv = run_argv("a", &c, "r", vec!["x".into()], false);
+        let argv = run_argv("a", &c, "r", vec!["x".into()], false, &[]);
         assert!(
             !argv
                 .iter()
