@@ -307,7 +307,24 @@ fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
         cairn_node::load_family(leaf, &ctx)
             .with_context(|| format!("app {}: node {}", args.name, leaf.display()))?;
     }
+    let previous = apps.load(&args.name).ok();
     apps.register(&args.name, &config, &current_exe()?, args.force)?;
+    let was_podman = previous.is_some_and(|p| p.engine == Engine::Podman);
+    if was_podman
+        && config.engine != Engine::Podman
+        && let Err(e) = cairn_app::engine::podman::forget(&args.name)
+    {
+        eprintln!("cairn: warning: {e}");
+    }
+    if config.engine == Engine::Podman {
+        // Loading now spares the first launch; whatever fails here is retried (and
+        // reported) by the launches themselves.
+        match cairn_app::engine::podman::prepare(apps, &args.name, &config) {
+            Ok(true) => eprintln!("loaded {}'s image into podman", args.name),
+            Ok(false) => {}
+            Err(e) => eprintln!("cairn: warning: {e} (the first launch tries again)"),
+        }
+    }
     eprintln!("registered {} as {}", args.name, app_path.display());
     Ok(())
 }

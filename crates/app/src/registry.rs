@@ -215,6 +215,9 @@ impl Apps {
             app_path: raw_app_path(&config_file),
             ..Default::default()
         });
+        if config.engine == config::Engine::Podman {
+            crate::engine::podman::forget(name)?;
+        }
         if let Some(path) = &config.app_path {
             remove_command(path, exe)?;
         }

@@ -9,6 +9,7 @@
 
 mod digest;
 mod error;
+pub mod export;
 mod fsutil;
 pub mod hostile;
 mod import;
