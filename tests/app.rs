@@ -10,76 +10,25 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cairn_image::RuntimeConfig;
-use cairn_image::testkit::{Entry, ImageSpec, busybox_layer, layer_tar};
-use cairn_image::unpack::Compression;
-use support::{World, is_root, skip};
+use cairn_image::testkit::{Entry, layer_tar};
+use support::{World, import_layout, is_root, skip, write_busybox_layout, write_delta_layout};
 
-/// OCI layouts below `dir`: `busybox` (local/busybox:1) and `delta` (local/delta:1: one
-/// layer with an opaque /var/cache and a whiteout for /etc/motd, meant to go over busybox).
+/// OCI layouts below `dir`: `busybox` and `delta` (see the support module).
 fn write_layouts(dir: &Path) -> (PathBuf, PathBuf) {
-    let busybox = dir.join("busybox");
-    ImageSpec {
-        runtime: RuntimeConfig {
-            entrypoint: vec!["/bin/sh".into()],
-            env: vec!["FROM_IMAGE=yes".into()],
-            ..RuntimeConfig::default()
-        },
-        ..ImageSpec::default()
-    }
-    .layer(&busybox_layer().unwrap(), Compression::Gzip)
-    .unwrap()
-    .write_oci_layout(&busybox, Some("local/busybox:1"))
-    .unwrap();
-    let delta = dir.join("delta");
-    let tar = layer_tar(&[
-        Entry::Opaque {
-            dir: "var/cache".into(),
-        },
-        Entry::Whiteout {
-            path: "etc/motd".into(),
-        },
-        Entry::File {
-            path: "etc/delta".into(),
-            data: b"delta\n".to_vec(),
-            mode: 0o644,
-        },
-    ])
-    .unwrap();
-    ImageSpec::default()
-        .layer(&tar, Compression::None)
-        .unwrap()
-        .write_oci_layout(&delta, Some("local/delta:1"))
-        .unwrap();
-    (busybox, delta)
+    (
+        write_busybox_layout(&dir.join("busybox")),
+        write_delta_layout(&dir.join("delta")),
+    )
+}
+
+/// Imports a busybox image as `local/busybox:1` into the world's store.
+fn import_busybox(world: &World) {
+    import_layout(world, &write_busybox_layout(&world.path("layout")));
 }
 
 /// The delta over its base: opaque directory and whiteout hide the base's files.
 const LAYERS_CHECK: &str =
     "cat /etc/delta; test -e /var/cache/base/old || test -e /etc/motd || echo hidden";
-
-/// Imports a busybox image as `local/busybox:1` into the world's store.
-fn import_busybox(world: &World) {
-    let layout = world.path("layout");
-    ImageSpec {
-        runtime: RuntimeConfig {
-            entrypoint: vec!["/bin/sh".into()],
-            env: vec!["FROM_IMAGE=yes".into()],
-            ..RuntimeConfig::default()
-        },
-        ..ImageSpec::default()
-    }
-    .layer(&busybox_layer().unwrap(), Compression::Gzip)
-    .unwrap()
-    .write_oci_layout(&layout, Some("local/busybox:1"))
-    .unwrap();
-    world
-        .cairn()
-        .args(["image", "import"])
-        .arg(&layout)
-        .assert()
-        .success();
-}
 
 /// Runs the app command at `path` (argv[0] = its file name) with `args` and `stdin`.
 fn call(world: &World, path: &Path, args: &[&str], stdin: &[u8]) -> Output {

@@ -12,31 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_image::RuntimeConfig;
 use cairn_image::testkit::{ImageSpec, busybox_layer};
 use cairn_image::unpack::Compression;
-use support::{World, is_root, skip};
+use support::{World, import_layout, is_root, skip, write_busybox_layout};
 
 /// Imports a busybox image as `local/busybox:1` into the world's store.
 fn import_busybox(world: &World) {
-    let layout = world.path("layout");
-    ImageSpec {
-        runtime: RuntimeConfig {
-            entrypoint: vec!["/bin/sh".into()],
-            ..RuntimeConfig::default()
-        },
-        ..ImageSpec::default()
-    }
-    .layer(&busybox_layer().unwrap(), Compression::Gzip)
-    .unwrap()
-    .write_oci_layout(&layout, Some("local/busybox:1"))
-    .unwrap();
-    world
-        .cairn()
-        .args(["image", "import"])
-        .arg(&layout)
-        .assert()
-        .success();
+    import_layout(world, &write_busybox_layout(&world.path("layout")));
 }
 
 /// Registers busybox's sh as app `name` in `mode`; returns the command's path.

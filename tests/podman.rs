@@ -13,10 +13,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cairn_image::RuntimeConfig;
-use cairn_image::testkit::{Entry, ImageSpec, busybox_layer, layer_tar};
-use cairn_image::unpack::Compression;
-use support::{World, is_root, skip};
+use cairn_image::testkit::{Entry, layer_tar};
+use support::{World, import_layout, is_root, skip, write_busybox_layout, write_delta_layout};
+
+/// Imports `local/busybox:1` (entrypoint /bin/sh, env FROM_IMAGE=yes) and, over it,
+/// `local/delta:1` (an opaque /var/cache, a whiteout of /etc/motd, a new /etc/delta).
+fn import_images(world: &World) {
+    import_layout(world, &write_busybox_layout(&world.path("layouts/busybox")));
+    import_layout(world, &write_delta_layout(&world.path("layouts/delta")));
+}
 
 /// Whether this host can run the podman tests (root and podman installed); says why not.
 fn podman_ready(test: &str) -> bool {
@@ -61,52 +66,6 @@ impl Drop for Cleanup {
                 .stderr(Stdio::null())
                 .status();
         }
-    }
-}
-
-/// Imports `local/busybox:1` (entrypoint /bin/sh, env FROM_IMAGE=yes) and, over it,
-/// `local/delta:1` (an opaque /var/cache, a whiteout of /etc/motd, a new /etc/delta).
-fn import_images(world: &World) {
-    let busybox = world.path("layouts/busybox");
-    ImageSpec {
-        runtime: RuntimeConfig {
-            entrypoint: vec!["/bin/sh".into()],
-            env: vec!["FROM_IMAGE=yes".into()],
-            ..RuntimeConfig::default()
-        },
-        ..ImageSpec::default()
-    }
-    .layer(&busybox_layer().unwrap(), Compression::Gzip)
-    .unwrap()
-    .write_oci_layout(&busybox, Some("local/busybox:1"))
-    .unwrap();
-    let delta = world.path("layouts/delta");
-    let tar = layer_tar(&[
-        Entry::Opaque {
-            dir: "var/cache".into(),
-        },
-        Entry::Whiteout {
-            path: "etc/motd".into(),
-        },
-        Entry::File {
-            path: "etc/delta".into(),
-            data: b"delta\n".to_vec(),
-            mode: 0o644,
-        },
-    ])
-    .unwrap();
-    ImageSpec::default()
-        .layer(&tar, Compression::None)
-        .unwrap()
-        .write_oci_layout(&delta, Some("local/delta:1"))
-        .unwrap();
-    for layout in [busybox, delta] {
-        world
-            .cairn()
-            .args(["image", "import"])
-            .arg(&layout)
-            .assert()
-            .success();
     }
 }
 

@@ -132,3 +132,61 @@ pub fn rewrite_node(node: &Path, body: &str) {
     );
     write(&file, &text);
 }
+
+/// Writes `local/busybox:1` as an OCI layout at `dir`: a static busybox, entrypoint /bin/sh,
+/// env FROM_IMAGE=yes.
+pub fn write_busybox_layout(dir: &Path) -> PathBuf {
+    use cairn_image::{RuntimeConfig, testkit::ImageSpec, unpack::Compression};
+    ImageSpec {
+        runtime: RuntimeConfig {
+            entrypoint: vec!["/bin/sh".into()],
+            env: vec!["FROM_IMAGE=yes".into()],
+            ..RuntimeConfig::default()
+        },
+        ..ImageSpec::default()
+    }
+    .layer(
+        &cairn_image::testkit::busybox_layer().unwrap(),
+        Compression::Gzip,
+    )
+    .unwrap()
+    .write_oci_layout(dir, Some("local/busybox:1"))
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// Writes `local/delta:1` as an OCI layout at `dir`, meant to go over busybox: one layer with
+/// an opaque /var/cache, a whiteout of /etc/motd and a new /etc/delta.
+pub fn write_delta_layout(dir: &Path) -> PathBuf {
+    use cairn_image::testkit::{Entry, ImageSpec, layer_tar};
+    let tar = layer_tar(&[
+        Entry::Opaque {
+            dir: "var/cache".into(),
+        },
+        Entry::Whiteout {
+            path: "etc/motd".into(),
+        },
+        Entry::File {
+            path: "etc/delta".into(),
+            data: b"delta\n".to_vec(),
+            mode: 0o644,
+        },
+    ])
+    .unwrap();
+    ImageSpec::default()
+        .layer(&tar, cairn_image::unpack::Compression::None)
+        .unwrap()
+        .write_oci_layout(dir, Some("local/delta:1"))
+        .unwrap();
+    dir.to_path_buf()
+}
+
+/// `cairn image import LAYOUT` into the world's store.
+pub fn import_layout(world: &World, layout: &Path) {
+    world
+        .cairn()
+        .args(["image", "import"])
+        .arg(layout)
+        .assert()
+        .success();
+}
