@@ -31,12 +31,7 @@ pub struct AppEntry {
 /// App names become file and command names, so they are kept to a safe alphabet (the
 /// daemon applies the same rule to its per-app sockets).
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = cairn_config::is_safe_name(name);
     if ok {
         Ok(())
     } else {

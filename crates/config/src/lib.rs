@@ -202,6 +202,17 @@ impl Config {
     }
 }
 
+/// Whether `name` may name an app or a VM: such names become file, socket and command names,
+/// so they keep to lowercase letters, digits and dashes (not leading), at most 64 bytes.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Writes a whole file so that readers see the old content or the new, never a part of it
 /// (Cairn's rule for every state file): a temporary file in the same directory, given
 /// `mode`, fsync'd, then renamed over `path`. The temporary file is removed on failure.
@@ -235,6 +246,16 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safe_names_keep_to_the_alphabet() {
+        for good in ["a", "my-app", "x9", &"a".repeat(64)] {
+            assert!(is_safe_name(good), "{good}");
+        }
+        for bad in ["", "-a", "A", "a/b", "a.b", "a b", &"a".repeat(65)] {
+            assert!(!is_safe_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn root_uses_system_dirs() {

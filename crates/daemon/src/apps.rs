@@ -84,14 +84,9 @@ impl App {
     }
 }
 
-/// App names become socket file names, so they are kept to a safe alphabet.
+/// App names become socket file names: the app registry's rule (`cairn_app::check_name`).
 pub fn check_name(name: &str) -> Result<(), AppError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-');
+    let ok = cairn_app::check_name(name).is_ok();
     if ok {
         Ok(())
     } else {

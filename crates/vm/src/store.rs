@@ -103,12 +103,7 @@ fn is_not_writable(e: &std::io::Error) -> bool {
 
 /// VM names become directory names: the same safe alphabet as app names.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = cairn_config::is_safe_name(name);
     if ok {
         Ok(())
     } else {
