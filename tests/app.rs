@@ -321,17 +321,7 @@ fn rootless_image_app() {
     let root = work.path().join("root");
     fs::create_dir(&root).unwrap();
     std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
-    let as_nobody = |program: &Path, args: &[&OsStr]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("CAIRN_ROOT", &root)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap()
-    };
+    let as_nobody = |program: &Path, args: &[&OsStr]| support::run_as_nobody(&root, program, args);
     let ok = |out: Output| {
         assert!(out.status.success(), "{}", text(&out.stderr));
         out

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_image::testkit::{ImageSpec, busybox_layer};
-use cairn_image::unpack::Compression;
 use support::{World, import_layout, is_root, skip, write_busybox_layout};
 
 /// Imports a busybox image as `local/busybox:1` into the world's store.
@@ -555,27 +553,12 @@ fn rootless_resume() {
     }
     let work = tempfile::tempdir().unwrap();
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let layout = work.path().join("layout");
-    ImageSpec::default()
-        .layer(&busybox_layer().unwrap(), Compression::Gzip)
-        .unwrap()
-        .write_oci_layout(&layout, Some("local/busybox:1"))
-        .unwrap();
+    let layout = write_busybox_layout(&work.path().join("layout"));
     let root = work.path().join("root");
     fs::create_dir(&root).unwrap();
     let _reaper = Reaper(root.clone());
     std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
-    let as_nobody = |program: &Path, args: &[&OsStr]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("CAIRN_ROOT", &root)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap()
-    };
+    let as_nobody = |program: &Path, args: &[&OsStr]| support::run_as_nobody(&root, program, args);
     let ok = |out: Output| {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)

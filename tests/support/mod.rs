@@ -190,3 +190,21 @@ pub fn import_layout(world: &World, layout: &Path) {
         .assert()
         .success();
 }
+
+/// Runs `program` with `args` as nobody (65534, no groups) through setpriv, with an empty
+/// environment but `CAIRN_ROOT=root` and a plain PATH: the unprivileged path, from a root test.
+pub fn run_as_nobody(
+    root: &Path,
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("CAIRN_ROOT", root)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap()
+}
