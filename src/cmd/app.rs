@@ -1,12 +1,13 @@
-//! `cairn app register|ls|info|rm`, and the launch of a registered app when `cairn` is
-//! called through an app's symlink (multi-call: `NAME ARGS...`).
+//! `cairn app register|ls|info|rm|ps|stop|run|exec`, and the launch of a registered app
+//! when `cairn` is called through an app's symlink (multi-call: `NAME ARGS...`).
 //!
 //! The launch is a hot path like `cairn run`: no clap, no logging set-up, and the app's
-//! arguments are never looked at.
+//! arguments are never looked at; they become a request for `cairn-launch`.
 
 use anyhow::Context;
 use cairn_app::{AppConfig, Apps, Engine, Mode};
-use clap::{Args, Parser, Subcommand};
+use cairn_model::Target;
+use clap::{Args, Subcommand};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,11 +43,31 @@ pub enum AppCommand {
         #[arg(value_name = "NAME[@ID]")]
         instance: String,
     },
+    /// Run an app's target with ARGS, exactly as its host command does.
+    Run {
+        name: String,
+        #[command(flatten)]
+        launch: super::run::LaunchArgs,
+        /// The arguments after the target, passed exactly.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Run PROGRAM in a fresh sandbox of an app's environment instead of its target.
+    Exec {
+        name: String,
+        #[command(flatten)]
+        launch: super::run::LaunchArgs,
+        /// The program and its arguments, passed exactly.
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        command: Vec<OsString>,
+    },
     /// Internal: the detached keeper of a resume or attach instance (started by a call).
     #[command(hide = true)]
     Keep {
         name: String,
         id: String,
+        #[command(flatten)]
+        launch: super::run::LaunchArgs,
         /// The first call's arguments (attach: the target's).
         #[arg(last = true)]
         args: Vec<OsString>,
@@ -197,7 +218,20 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("stopped {name}@{id}");
             }
         }
-        AppCommand::Keep { name, id, args } => return keep(&apps, &config, &name, &id, args),
+        AppCommand::Run { name, launch, args } => {
+            return launch_request(&config, launch.request(Target::App(name), args));
+        }
+        AppCommand::Exec {
+            name,
+            launch,
+            command,
+        } => return launch_request(&config, launch.request(Target::AppExec(name), command)),
+        AppCommand::Keep {
+            name,
+            id,
+            launch,
+            args,
+        } => return launch_request(&config, launch.request(Target::Keep { app: name, id }, args)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -209,44 +243,6 @@ fn age(secs: u64) -> String {
         s if s < 3600 => format!("{}m ago", s / 60),
         s if s < 86400 => format!("{}h ago", s / 3600),
         s => format!("{}d ago", s / 86400),
-    }
-}
-
-/// `cairn app keep`: says "ready" (or the one-line error) on its stdout, the starting
-/// call's pipe, then closes it. Everything this process starts gets /dev/null as stdout
-/// instead, so no long-lived process holds the call's pipe.
-fn keep(
-    apps: &Apps,
-    config: &cairn_config::Config,
-    name: &str,
-    id: &str,
-    args: Vec<OsString>,
-) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    use std::os::fd::AsFd;
-    let report = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("cannot keep the report channel")?;
-    let null = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .context("cannot open /dev/null")?;
-    nix::unistd::dup2_stdout(&null).context("cannot redirect stdout")?;
-    let report = std::cell::RefCell::new(Some(std::fs::File::from(report)));
-    let say = |line: &str| {
-        if let Some(mut out) = report.borrow_mut().take() {
-            let _ = writeln!(out, "{line}");
-        }
-    };
-    let ctx = cairn_app::LaunchContext::from_env(config.cgroup.root.clone());
-    let result = cairn_app::engine::native::keep(apps, name, id, args, &ctx, &mut || say("ready"));
-    match result {
-        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
-        Err(e) => {
-            say(&e.to_string().replace('\n', " "));
-            Err(e.into())
-        }
     }
 }
 
@@ -339,57 +335,23 @@ pub fn multi_call() -> Option<ExitCode> {
         return None;
     }
     let config = cairn_config::Config::load().ok()?;
-    let apps = Apps::new(&config);
-    if !apps.is_registered(&name) {
+    if !Apps::new(&config).is_registered(&name) {
         return None;
     }
-    let args: Vec<OsString> = argv.collect();
-    Some(match launch(&apps, &config, &name, args) {
-        Ok(code) => code,
+    let request = cairn_model::Request::app(&name, argv.collect());
+    Some(match cairn_launch::run(&config, &request) {
+        Ok(code) => super::exit_code(code),
         Err(err) => {
-            crate::output::print_error(&err);
+            crate::output::print_error(&err.into());
             ExitCode::from(1)
         }
     })
 }
 
-fn launch(
-    apps: &Apps,
+/// Runs a request made by a subcommand of `cairn app`.
+fn launch_request(
     config: &cairn_config::Config,
-    name: &str,
-    args: Vec<OsString>,
+    request: cairn_model::Request,
 ) -> anyhow::Result<ExitCode> {
-    let app = apps.load(name)?;
-    app.validate(name)?;
-    let code = if let Some(leaf) = &app.node {
-        return run_node_app(&app, leaf, args);
-    } else {
-        let ctx = cairn_app::LaunchContext::from_env(config.cgroup.root.clone());
-        cairn_app::launch(apps, name, &app, args, &ctx)
-            .with_context(|| format!("cannot run app {name}"))?
-    };
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
-}
-
-/// Exactly `cairn run --node LEAF [--env K=V]... [--confdb-plug V]... -- TARGET ARGS`.
-fn run_node_app(app: &AppConfig, leaf: &Path, args: Vec<OsString>) -> anyhow::Result<ExitCode> {
-    #[derive(Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        run: super::run::RunArgs,
-    }
-    let mut argv: Vec<OsString> = vec!["cairn-run".into(), "--node".into(), leaf.into()];
-    for (k, v) in &app.env {
-        argv.push("--env".into());
-        argv.push(format!("{k}={v}").into());
-    }
-    for plug in &app.confdb_plug {
-        argv.push("--confdb-plug".into());
-        argv.push(plug.into());
-    }
-    argv.push("--".into());
-    argv.push(app.target.clone().unwrap_or_default().into());
-    argv.extend(args);
-    let wrap = Wrap::try_parse_from(argv).context("cannot build the run command")?;
-    super::run::run(wrap.run)
+    Ok(super::exit_code(cairn_launch::run(config, &request)?))
 }

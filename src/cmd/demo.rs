@@ -60,14 +60,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         leaf.display(),
         show(&command)
     );
-    super::run::run(super::run::RunArgs {
-        node: leaf,
-        env: Vec::new(),
-        chdir: None,
-        confdb_plug: Vec::new(),
-        print_bwrap: false,
-        command,
-    })
+    let request = cairn_model::Request::node(leaf, command);
+    Ok(super::exit_code(cairn_launch::run(&config, &request)?))
 }
 
 fn show(argv: &[OsString]) -> String {

@@ -121,8 +121,8 @@ pub fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         }
         VmCommand::Run(args) => {
             let mut launch = Launch::new(args.command);
-            launch.memory = cairn_vm::parse_size(&args.memory)?;
-            launch.overlay_size = cairn_vm::parse_size(&args.overlay_size)?;
+            launch.memory = cairn_model::parse_size(&args.memory)?;
+            launch.overlay_size = cairn_model::parse_size(&args.overlay_size)?;
             for kv in &args.env {
                 let (k, v) = kv
                     .split_once('=')

@@ -4,12 +4,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}:{line}: {reason}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
     #[error("app {name}: {reason}")]
     Invalid { name: String, reason: String },
     #[error("invalid app name {name:?}: expected lowercase letters, digits and dashes")]
@@ -39,6 +33,8 @@ pub enum Error {
     Sandbox(#[from] cairn_sandbox::Error),
     #[error(transparent)]
     Config(#[from] cairn_config::Error),
+    #[error(transparent)]
+    Model(#[from] cairn_model::Error),
 }
 
 impl Error {

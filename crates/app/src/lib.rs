@@ -6,13 +6,14 @@
 //! or launch node apps (the binary runs those exactly like `cairn run`).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod config;
+/// App configuration files: the format is `cairn-model`'s.
+pub use cairn_model::app as config;
 pub mod engine;
 mod error;
 pub mod instance;
 pub mod registry;
 
 pub use config::{AppConfig, Engine, Hooks, Mode};
-pub use engine::{LaunchContext, launch};
+pub use engine::{LaunchContext, launch, validate};
 pub use error::Error;
 pub use registry::{AppEntry, Apps, check_name, default_app_path};

@@ -92,7 +92,7 @@ impl Apps {
 
     pub fn load(&self, name: &str) -> Result<AppConfig, Error> {
         check_name(name)?;
-        config::load(&self.dir, name)
+        Ok(config::load(&self.dir, name)?)
     }
 
     /// Every app, sorted by name; a broken one is listed with its error.
@@ -142,7 +142,7 @@ impl Apps {
         force: bool,
     ) -> Result<(), Error> {
         check_name(name)?;
-        config.validate(name)?;
+        crate::engine::validate(name, config)?;
         let app_path = config.app_path.clone().ok_or_else(|| Error::Invalid {
             name: name.to_string(),
             reason: "app-path is missing".into(),
@@ -236,9 +236,7 @@ impl Apps {
 
 /// The `app-path` of a config file, read without validating the rest.
 fn raw_app_path(file: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let value: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
-    value.get("app-path")?.as_str().map(PathBuf::from)
+    config::raw_app_path(&std::fs::read_to_string(file).ok()?)
 }
 
 /// Removes the host command only if it is still a symlink to cairn (never a user's file).

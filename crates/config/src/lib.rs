@@ -194,12 +194,23 @@ impl Config {
         self.run_dir.join("cairn.sock")
     }
 
+    /// The daemon's socket for registered app `name` (served when its config plugs views).
+    pub fn app_socket(&self, name: &str) -> PathBuf {
+        app_socket(&self.run_dir, name)
+    }
+
     /// True when `path` is inside this configuration's roots (used by tests and `rm` guards).
     pub fn owns(&self, path: &Path) -> bool {
         [&self.config_dir, &self.state_dir, &self.run_dir]
             .iter()
             .any(|root| path.starts_with(root))
     }
+}
+
+/// The daemon's socket for app `name` below run directory `run_dir`:
+/// `<run>/apps/NAME.sock` (the daemon binds it, launches bind it into the app's sandbox).
+pub fn app_socket(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join("apps").join(format!("{name}.sock"))
 }
 
 /// Whether `name` may name an app or a VM: such names become file, socket and command names,

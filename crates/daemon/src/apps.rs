@@ -2,7 +2,7 @@
 //! which hooks it declares.
 //!
 //! The app format belongs to `cairn-app`: files are read and merged (`NAME.yaml`, then
-//! `NAME.d/*.yaml`) by `cairn_app::config`, so the daemon and `cairn app` never disagree on
+//! `NAME.d/*.yaml`) by `cairn_model::app`, so the daemon and `cairn app` never disagree on
 //! what an app file says. This module keeps what the daemon needs: the node, the plugs, the
 //! hooks.
 
@@ -27,14 +27,18 @@ pub struct Plug {
 }
 
 /// Hook commands (run with `sh -c`) of an app: the app format's own type.
-pub use cairn_app::Hooks;
+pub use cairn_model::Hooks;
 
 /// What the daemon knows about one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub name: String,
-    /// The node leaf the app (and so its hooks) runs in; `None` runs hooks unsandboxed.
+    /// The node leaf the app (and so its hooks) runs in.
     pub node: Option<PathBuf>,
+    /// An image app: its hooks run in a fresh sandbox of its image (`cairn app exec`). Apps
+    /// with neither a node nor an image (administrator-written plug-only configs) run hooks
+    /// unsandboxed.
+    pub image: bool,
     pub plugs: Vec<Plug>,
     pub hooks: Hooks,
     pub source: AppSource,
@@ -77,6 +81,7 @@ impl App {
         Ok(App {
             name: name.to_string(),
             node,
+            image: false,
             plugs,
             hooks,
             source,
@@ -84,9 +89,9 @@ impl App {
     }
 }
 
-/// App names become socket file names: the app registry's rule (`cairn_app::check_name`).
+/// App names become socket file names: the app registry's rule (`cairn_config::is_safe_name`).
 pub fn check_name(name: &str) -> Result<(), AppError> {
-    let ok = cairn_app::check_name(name).is_ok();
+    let ok = cairn_config::is_safe_name(name);
     if ok {
         Ok(())
     } else {
@@ -124,8 +129,8 @@ pub fn parse_plug(text: &str) -> Result<Plug, AppError> {
 
 /// Parses one app file's text (`name` comes from the file name).
 pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
-    let config_error = |e: cairn_app::Error| AppError::Config(e.to_string());
-    let value = cairn_app::config::parse_file(path, text).map_err(config_error)?;
+    let config_error = |e: cairn_model::Error| AppError::Config(e.to_string());
+    let value = cairn_model::app::parse_file(path, text).map_err(config_error)?;
     let config = serde_json::from_value(value).map_err(|e| AppError::Invalid {
         path: path.to_path_buf(),
         reason: one_line(&e.to_string()),
@@ -135,11 +140,11 @@ pub fn parse_app(name: &str, path: &Path, text: &str) -> Result<App, AppError> {
 
 /// `NAME.yaml`, then the fragments `NAME.d/*.yaml` in name order, merged by the app format.
 fn load_app(dir: &Path, name: &str, main: &Path) -> Result<App, AppError> {
-    let config = cairn_app::config::load(dir, name).map_err(|e| AppError::Config(e.to_string()))?;
+    let config = cairn_model::app::load(dir, name).map_err(|e| AppError::Config(e.to_string()))?;
     app_from_config(name, main, config)
 }
 
-fn app_from_config(name: &str, path: &Path, config: cairn_app::AppConfig) -> Result<App, AppError> {
+fn app_from_config(name: &str, path: &Path, config: cairn_model::AppConfig) -> Result<App, AppError> {
     let invalid = |reason: String| AppError::Invalid {
         path: path.to_path_buf(),
         reason,
@@ -152,11 +157,11 @@ fn app_from_config(name: &str, path: &Path, config: cairn_app::AppConfig) -> Res
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("confdb-plug: {e}")))?;
     let mut hooks = config.hooks;
-    let other_engine = config.image.is_some() || config.vm.is_some();
-    if config.node.is_none() && other_engine && hooks != Hooks::default() {
-        // Running them on the host instead would be a silent sandbox escape.
+    if config.vm.is_some() && hooks != Hooks::default() {
+        // A VM cannot reach the daemon; running them on the host instead would be a
+        // silent sandbox escape.
         tracing::warn!(
-            "{}: hooks of image and vm apps are not supported yet; ignoring them",
+            "{}: hooks of vm apps are not supported; ignoring them",
             path.display()
         );
         hooks = Hooks::default();
@@ -164,6 +169,7 @@ fn app_from_config(name: &str, path: &Path, config: cairn_app::AppConfig) -> Res
     Ok(App {
         name: name.to_string(),
         node: config.node,
+        image: config.image.is_some(),
         plugs,
         hooks,
         source: AppSource::Config,
@@ -252,10 +258,11 @@ mod tests {
     }
 
     #[test]
-    fn hooks_of_image_apps_are_not_run_on_the_host() {
+    fn hooks_of_image_apps_are_kept_for_their_sandbox() {
         let text = "image: r/x:1\nconfdb-plug: [a/b/c:custodian]\nhooks: {change-view: ./x}\n";
         let app = parse_app("x", Path::new("x.yaml"), text).unwrap();
-        assert_eq!(app.hooks, Hooks::default());
+        assert!(app.image);
+        assert_eq!(app.hooks.change_view.as_deref(), Some("./x"));
         assert_eq!(app.plugs.len(), 1);
     }
 

@@ -1,14 +1,14 @@
 //! Running an app's custodian hooks.
 //!
 //! A hook is a shell command from the app config. It runs in the app's sandbox through
-//! the cairn binary itself (`cairn run --node LEAF -- sh -c CMD`), never by forking the
-//! multi-threaded daemon. Apps without a node (only possible in administrator-written
-//! configs) run the command unsandboxed with `sh -c`. The view data goes to stdin as
+//! the cairn binary itself (a [`cairn_model::Request`] re-exec: `cairn run --node LEAF --
+//! sh -c CMD` for node apps, `cairn app exec NAME -- sh -c CMD` for image apps), never by
+//! forking the multi-threaded daemon. Apps with neither (only possible in
+//! administrator-written configs) run the command unsandboxed with `sh -c`. The view data goes to stdin as
 //! JSON; a change-view hook may print modified JSON on stdout (nothing = unchanged) and
 //! rejects the change by exiting non-zero with a message on stderr.
 
 use crate::apps::{App, AppSource, one_line};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -49,7 +49,7 @@ pub enum HookError {
 /// How hooks are started.
 #[derive(Debug, Clone)]
 pub struct HookRunner {
-    /// The cairn binary (sandboxed hooks run through `cairn run`).
+    /// The cairn binary (sandboxed hooks are re-execs of it).
     pub exe: std::path::PathBuf,
     pub timeout: Duration,
 }
@@ -141,35 +141,30 @@ impl HookRunner {
         command: &str,
         env: &[(&str, &str)],
     ) -> Result<tokio::process::Command, String> {
-        match (&app.node, app.source) {
-            (Some(node), _) => Ok(sandboxed(&self.exe, node, command, env)),
-            (None, AppSource::Config) => {
+        let shell = cairn_model::Request::shell_args(command);
+        let request = match (&app.node, app.image, app.source) {
+            (Some(node), _, _) => Some(cairn_model::Request::node(node, shell)),
+            (None, true, _) => Some(cairn_model::Request::app_exec(&app.name, shell)),
+            (None, false, _) => None,
+        };
+        if let Some(mut request) = request {
+            // The launch starts the program with the nodes' or the image's environment, so
+            // the hook's variables go into the request.
+            request.env = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return Ok(tokio::process::Command::from(request.command(&self.exe)));
+        }
+        match app.source {
+            AppSource::Config => {
                 let mut cmd = tokio::process::Command::new("sh");
                 cmd.arg("-c").arg(command);
                 Ok(cmd)
             }
-            (None, AppSource::Session) => {
-                Err("a session without a node cannot run hooks".to_string())
-            }
+            AppSource::Session => Err("a session without a node cannot run hooks".to_string()),
         }
     }
-}
-
-/// `cairn run` starts the program with the nodes' environment, so the hook's variables go
-/// in as `--env` options.
-fn sandboxed(
-    exe: &Path,
-    node: &Path,
-    command: &str,
-    env: &[(&str, &str)],
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("run").arg("--node").arg(node);
-    for (key, value) in env {
-        cmd.arg("--env").arg(format!("{key}={value}"));
-    }
-    cmd.arg("--").arg("sh").arg("-c").arg(command);
-    cmd
 }
 
 /// Kills the hook's whole process group (the shell and whatever it started).
@@ -192,6 +187,7 @@ mod tests {
         App {
             name: "vpn".into(),
             node: node.map(Into::into),
+            image: false,
             plugs: vec![],
             hooks: Hooks::default(),
             source,

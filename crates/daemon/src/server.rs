@@ -63,7 +63,7 @@ impl DaemonOptions {
     }
 
     fn app_socket(&self, app: &str) -> PathBuf {
-        self.run_dir.join("apps").join(format!("{app}.sock"))
+        cairn_config::app_socket(&self.run_dir, app)
     }
 
     fn sessions_dir(&self) -> PathBuf {

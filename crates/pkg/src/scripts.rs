@@ -1,4 +1,5 @@
-//! Maintainer scripts: run inside the node's sandbox through `cairn run`, never on the host.
+//! Maintainer scripts: run inside the node's sandbox (a `cairn run` re-exec of a
+//! [`cairn_model::Request`]), never on the host.
 //!
 //! The script body is passed as `sh -c BODY NAME ARGS...`, so it needs no path inside the
 //! sandbox; only shell scripts (sh, dash, bash) can be run that way.
@@ -7,7 +8,6 @@ use crate::error::{Error, Result};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// How maintainer scripts are handled.
 #[derive(Debug, Clone)]
@@ -35,22 +35,17 @@ pub fn run(mode: &Scripts, inv: &Invocation<'_>) -> Result<()> {
         return Ok(());
     };
     let (interpreter, interp_args) = interpreter(inv)?;
-    let mut cmd = Command::new(cairn);
-    cmd.arg("run")
-        .arg("--node")
-        .arg(inv.leaf)
-        .arg("--env")
-        .arg(format!("DPKG_MAINTSCRIPT_NAME={}", inv.script))
-        .arg("--env")
-        .arg(format!("DPKG_MAINTSCRIPT_PACKAGE={}", inv.package))
-        .arg("--")
-        .arg(&interpreter)
-        .args(&interp_args)
-        .arg("-c")
-        .arg(OsString::from_vec(inv.body.to_vec()))
-        .arg(inv.script)
-        .args(inv.args)
-        .stdin(std::process::Stdio::null())
+    let mut argv: Vec<OsString> = vec![interpreter.into()];
+    argv.extend(interp_args.into_iter().map(OsString::from));
+    argv.push("-c".into());
+    argv.push(OsString::from_vec(inv.body.to_vec()));
+    argv.push(inv.script.into());
+    argv.extend(inv.args.iter().map(OsString::from));
+    let request = cairn_model::Request::node(inv.leaf, argv)
+        .with_env("DPKG_MAINTSCRIPT_NAME", inv.script)
+        .with_env("DPKG_MAINTSCRIPT_PACKAGE", inv.package);
+    let mut cmd = request.command(cairn);
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::io::stderr());
     let status = cmd.status().map_err(|source| Error::Spawn {
         tool: cairn.display().to_string(),

@@ -16,8 +16,6 @@ pub enum Error {
     NotRootfs { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
-    #[error("invalid size {value:?}: expected a number with an optional K, M or G suffix")]
-    Size { value: String },
     #[error("{program} failed: {message}")]
     Tool { program: String, message: String },
     #[error(

@@ -36,12 +36,10 @@ pub mod initramfs;
 pub mod kernel;
 pub mod proto;
 pub mod rootfs;
-mod size;
 pub mod store;
 
 pub use error::{Error, Result};
 pub use host::Launch;
-pub use size::parse_size;
 pub use store::{PullSource, Store, Vm, VmInfo, check_name};
 
 /// The target's `PATH` unless the app sets one.

@@ -9,6 +9,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use cairn_model::{ConfdbPlug, Limits};
+
 use crate::config::{AppConfig, Engine};
 use crate::error::Error;
 use crate::registry::Apps;
@@ -17,13 +19,23 @@ pub mod native;
 pub mod podman;
 pub mod vm;
 
-/// What a launch takes from its caller besides the app and its arguments.
+/// What a launch takes from its caller besides the app and its arguments (the launch
+/// layer, `cairn-launch`, fills it in from a [`cairn_model::Request`]).
 #[derive(Debug, Clone, Default)]
 pub struct LaunchContext {
     /// The cgroup (v1 or v2 path) new instances are created under (cairn.toml `[cgroup]`).
     pub cgroup_parent: Option<PathBuf>,
     /// `CAIRN_INSTANCE`: the named instance a resume/attach call uses.
     pub instance: Option<String>,
+    /// The daemon socket of an app with confdb plugs, and the binary offered beside it.
+    pub confdb: Option<ConfdbPlug>,
+    /// `cairn app exec`: the arguments are a program to run instead of the target, in a
+    /// fresh instance whatever the app's mode.
+    pub exec: bool,
+    /// Variables over the app's own.
+    pub env: Vec<(String, String)>,
+    /// Limits over the engine's own (the tighter wins).
+    pub limits: Limits,
 }
 
 impl LaunchContext {
@@ -34,16 +46,18 @@ impl LaunchContext {
             instance: std::env::var("CAIRN_INSTANCE")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            ..Default::default()
         }
     }
 }
 
-/// Checks what the config's engine requires (after the engine-independent checks).
+/// Checks an app before it is registered or launched: the config itself
+/// ([`AppConfig::validate`], no I/O), then what the engine needs of this machine.
 pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
+    config.validate(name)?;
     match config.engine {
-        Engine::Native => native::validate(name, config),
-        Engine::Podman => podman::validate(name, config),
-        Engine::Vm => vm::validate(name, config),
+        Engine::Native | Engine::Podman => Ok(()),
+        Engine::Vm => vm::check_available(name, config),
     }
 }
 
@@ -60,6 +74,42 @@ pub fn launch(
         Engine::Native => native::launch(apps, name, config, args, ctx),
         Engine::Podman => podman::launch(apps, name, config, args, ctx),
         Engine::Vm => vm::launch(apps, name, config, args, ctx),
+    }
+}
+
+/// Applies what a launch context adds to a native sandbox spec (image apps here, node
+/// apps in `cairn-launch`): the confdb socket and binary, the caller's variables, the
+/// tighter of both limits, the cgroup parent when the spec names none.
+pub fn apply_context(spec: &mut cairn_sandbox::SandboxSpec, ctx: &LaunchContext) {
+    if let Some(plug) = &ctx.confdb {
+        for bind in plug.binds() {
+            spec.mounts.push(cairn_sandbox::Mount::Bind {
+                source: bind.source,
+                dest: bind.dest,
+                readonly: bind.readonly,
+            });
+        }
+        plug.apply_env(&mut spec.env);
+    }
+    for (k, v) in &ctx.env {
+        spec.env.retain(|(key, _)| key.as_os_str() != k.as_str());
+        spec.env.push((k.into(), v.into()));
+    }
+    let limits = &mut spec.cgroup;
+    let tighter = |own: Option<u64>, asked: Option<u64>| match (own, asked) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    limits.memory_max = tighter(limits.memory_max, ctx.limits.memory_max);
+    limits.pids_max = tighter(limits.pids_max, ctx.limits.pids_max);
+    limits.cpu_max = match (limits.cpu_max, ctx.limits.cpu_max) {
+        // Compare shares of one CPU: quota/period.
+        (Some(a), Some(b)) if (b.0 as u128) * (a.1 as u128) < (a.0 as u128) * (b.1 as u128) => Some(b),
+        (Some(a), _) => Some(a),
+        (None, b) => b,
+    };
+    if limits.parent.is_none() {
+        limits.parent = ctx.cgroup_parent.clone();
     }
 }
 

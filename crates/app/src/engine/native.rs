@@ -31,7 +31,7 @@ use std::ffi::OsString;
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use cairn_sandbox::{Mount, SandboxSpec};
 
@@ -43,40 +43,7 @@ use crate::registry::{Apps, pin_owners};
 
 pub mod attach;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Engine arguments the native engine understands.
-pub const RUN_ARGS: &[&str] = &["--share-net"];
-
-/// What only the native engine requires of a config.
-pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
-    if config.vm.is_some() || config.overlay_size.is_some() {
-        return Err(invalid(name, "vm and overlay-size need engine vm"));
-    }
-    if config.node.is_some() && config.mode != Mode::Fresh {
-        return Err(invalid(
-            name,
-            &format!(
-                "mode {} needs an image app (node apps run like `cairn run`, without instances)",
-                instance::mode_name(config.mode)
-            ),
-        ));
-    }
-    if let Some(bad) = config
-        .run_args
-        .iter()
-        .find(|a| !RUN_ARGS.contains(&a.as_str()))
-    {
-        return Err(invalid(
-            name,
-            &format!(
-                "run-arg {bad:?} is not understood by the native engine (known: {})",
-                RUN_ARGS.join(", ")
-            ),
-        ));
-    }
-    Ok(())
-}
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs one call of image app `name` with `args` (passed exactly) in the way its mode says
 /// (see the module doc); returns the target's exit status.
@@ -89,6 +56,9 @@ pub fn launch(
 ) -> Result<i32, Error> {
     if let Some(id) = &ctx.instance {
         instance::check_id(id)?;
+    }
+    if ctx.exec {
+        return fresh(apps, name, config, args, ctx);
     }
     match config.mode {
         Mode::Fresh => fresh(apps, name, config, args, ctx),
@@ -111,8 +81,7 @@ fn fresh(
         None => Instance::create(&app_dir)?,
     };
     provision(config, &instance.upper())?;
-    let mut spec = image_spec(apps, name, config, &instance, args)?;
-    spec.cgroup.parent = ctx.cgroup_parent.clone();
+    let spec = spec_in(apps, name, config, &instance.dir, args, ctx)?;
     let status = cairn_sandbox::run(&spec);
     instance.remove()?;
     Ok(status?)
@@ -132,7 +101,7 @@ fn resume(
         Some(s) if s.mode == Mode::Resume && s.is_alive() => s,
         _ => ensure_kept(apps, name, id, Mode::Resume, &[])?,
     };
-    let spec = spec_in(apps, name, config, &dir, args)?;
+    let spec = spec_in(apps, name, config, &dir, args, ctx)?;
     match cairn_sandbox::enter(&state.kept(), &spec) {
         // Stopped between the check and the entry: start it again, once.
         Err(cairn_sandbox::Error::Gone { .. }) => {
@@ -211,10 +180,8 @@ fn instance_error(name: &str, id: &str, reason: &str) -> Error {
 /// stdout, a pipe on which it says "ready" or why it failed, then closes it).
 fn start_keeper(name: &str, id: &str, args: &[OsString]) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("/proc/self/exe"), e))?;
-    let mut cmd = Command::new(&exe);
-    cmd.args(["app", "keep", name, id, "--"])
-        .args(args)
-        .stdin(Stdio::null())
+    let mut cmd = cairn_model::Request::keep(name, id, args.to_vec()).command(&exe);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     // SAFETY: setsid and close_range are async-signal-safe and touch no memory. The keeper
@@ -268,13 +235,12 @@ pub fn keep(
 ) -> Result<i32, Error> {
     instance::check_id(id)?;
     let config = apps.load(name)?;
-    config.validate(name)?;
+    super::validate(name, &config)?;
     let app_dir = apps.instances.join(name);
     let dir = app_dir.join(id);
     instance::make_layers(&dir)?;
     provision(&config, &dir.join("upper"))?;
-    let mut spec = spec_in(apps, name, &config, &dir, args)?;
-    spec.cgroup.parent = ctx.cgroup_parent.clone();
+    let spec = spec_in(apps, name, &config, &dir, args, ctx)?;
     match config.mode {
         Mode::Resume => keep_sandbox(&app_dir, &dir, &spec, ready),
         Mode::Attach => attach::serve(&app_dir, &dir, &spec, ready),
@@ -317,24 +283,15 @@ fn keep_sandbox(
     Ok(result?)
 }
 
-/// The sandbox spec of one launch in `instance`.
-pub fn image_spec(
-    apps: &Apps,
-    name: &str,
-    config: &AppConfig,
-    instance: &Instance,
-    args: Vec<OsString>,
-) -> Result<SandboxSpec, Error> {
-    spec_in(apps, name, config, &instance.dir, args)
-}
-
-/// The sandbox spec of one launch in instance directory `dir` (its `upper` and `work`).
+/// The sandbox spec of one launch in instance directory `dir` (its `upper` and `work`),
+/// with what the caller's context adds: plugs, variables, limits, the cgroup parent.
 fn spec_in(
     apps: &Apps,
     name: &str,
     config: &AppConfig,
     dir: &Path,
     args: Vec<OsString>,
+    ctx: &LaunchContext,
 ) -> Result<SandboxSpec, Error> {
     let store = apps.store()?;
     let mut layers: Vec<PathBuf> = Vec::new();
@@ -356,7 +313,11 @@ fn spec_in(
     let root = unsafe { libc::geteuid() } == 0;
     let runtime = &image.config;
     let target = config.target.as_deref().unwrap_or(Path::new("/"));
-    let argv = argv(target, &runtime.entrypoint, &runtime.cmd, args);
+    let argv = if ctx.exec {
+        args
+    } else {
+        argv(target, &runtime.entrypoint, &runtime.cmd, args)
+    };
     if argv.is_empty() {
         return Err(Error::Invalid {
             name: name.to_string(),
@@ -399,6 +360,7 @@ fn spec_in(
             mode: 0o1777,
         },
     ];
+    super::apply_context(&mut spec, ctx);
     Ok(spec)
 }
 

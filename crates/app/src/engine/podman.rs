@@ -20,7 +20,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::{LaunchContext, invalid};
-use crate::config::{AppConfig, Mode};
+use crate::config::AppConfig;
 use crate::error::Error;
 use crate::instance::Instance;
 use crate::registry::Apps;
@@ -32,94 +32,8 @@ mod relay;
 
 pub use image::forget;
 
-/// podman options an app's run-args may not hold: the launcher sets them itself, and
-/// changing them would break the launch contract (a detached or non-interactive call, a
-/// different entrypoint than the app's target, no signal proxying, a container that
-/// outlives the call).
-const RESERVED: &[&str] = &[
-    "--detach",
-    "--tty",
-    "--interactive",
-    "--attach",
-    "--entrypoint",
-    "--sig-proxy",
-    "--name",
-    "--rm",
-    "--restart",
-    "--pull",
-    "--detach-keys",
-    "--rmi",
-];
-
-/// Short options that are reserved (`-d`, `-t`, `-i`, `-a`) and short flags that take no
-/// value (so a cluster such as `-Pd` goes on to the next letter).
-const RESERVED_SHORT: &[char] = &['d', 't', 'i', 'a'];
-const SHORT_FLAGS: &[char] = &['P', 'q'];
-
 /// The run-arg that gives the app the host's default podman network (as natively).
 const SHARE_NET: &str = "--share-net";
-
-/// What only the podman engine requires of a config.
-pub fn validate(name: &str, config: &AppConfig) -> Result<(), Error> {
-    if config.image.is_none() {
-        return Err(invalid(
-            name,
-            "engine podman needs an image (node apps run natively)",
-        ));
-    }
-    if config.vm.is_some() || config.overlay_size.is_some() {
-        return Err(invalid(name, "vm and overlay-size need engine vm"));
-    }
-    if config.mode != Mode::Fresh {
-        let mode = format!("{:?}", config.mode).to_lowercase();
-        return Err(invalid(
-            name,
-            &format!("mode {mode} is not available for engine podman (only fresh)"),
-        ));
-    }
-    for arg in &config.run_args {
-        if let Some(option) = reserved(arg) {
-            return Err(invalid(
-                name,
-                &format!(
-                    "run-arg {arg:?}: {option} is set by the podman engine itself and cannot be changed"
-                ),
-            ));
-        }
-    }
-    for path in &config.include_path {
-        if path.to_string_lossy().contains(',') {
-            return Err(invalid(
-                name,
-                &format!(
-                    "include-path {}: podman cannot mount a path holding a comma",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The reserved podman option `arg` sets, if any (`--detach`, `--detach=true`, `-d`,
-/// `-itd`).
-fn reserved(arg: &str) -> Option<String> {
-    if let Some(long) = arg.strip_prefix("--") {
-        let option = format!("--{}", long.split('=').next().unwrap_or(long));
-        return RESERVED.contains(&option.as_str()).then_some(option);
-    }
-    let short = arg.strip_prefix('-')?;
-    for c in short.chars() {
-        if RESERVED_SHORT.contains(&c) {
-            return Some(format!("-{c}"));
-        }
-        if !SHORT_FLAGS.contains(&c) {
-            // An option with a value: the rest of the cluster is that value.
-            return None;
-        }
-    }
-    None
-}
 
 /// Runs one call of image app `name` with `args` passed exactly; returns the target's exit
 /// status.
@@ -128,9 +42,9 @@ pub fn launch(
     name: &str,
     config: &AppConfig,
     args: Vec<OsString>,
-    _ctx: &LaunchContext,
+    ctx: &LaunchContext,
 ) -> Result<i32, Error> {
-    validate(name, config)?;
+    config.validate(name)?;
     let podman =
         host::find_podman().ok_or_else(|| engine_error(name, "podman is not installed"))?;
     // podman's own report of a missing bind source is long and names no app.
@@ -144,14 +58,18 @@ pub fn launch(
     // launcher, passed on) and `app rm`.
     let instance = Instance::create(&apps.instances.join(name))?;
     let copies = copy_include_files(config, &instance)?;
-    let argv = run_argv(
-        name,
-        config,
-        &reference,
+    let image_env = parts
+        .last()
+        .map(|p| p.config.env.as_slice())
+        .unwrap_or_default();
+    let call = Call {
         args,
-        host::caller_has_tty(),
-        &copies,
-    );
+        tty: host::caller_has_tty(),
+        copies: &copies,
+        ctx,
+        image_env,
+    };
+    let argv = run_argv(name, config, &reference, call);
     let status = run_loaded(apps, name, config, &podman, &parts, &reference, &argv);
     instance.remove()?;
     status
@@ -256,14 +174,25 @@ pub(crate) fn engine_error(name: &str, reason: &str) -> Error {
 }
 
 /// The full `podman run` command line of one call.
-fn run_argv(
-    name: &str,
-    config: &AppConfig,
-    reference: &str,
+/// One call's share of the `podman run` arguments.
+struct Call<'a> {
     args: Vec<OsString>,
     tty: bool,
-    copies: &[(PathBuf, PathBuf)],
-) -> Vec<OsString> {
+    /// Per-call copies of include-path files: (host path, copy).
+    copies: &'a [(PathBuf, PathBuf)],
+    ctx: &'a LaunchContext,
+    /// The image's `KEY=VALUE` environment (for the PATH a plug extends).
+    image_env: &'a [String],
+}
+
+fn run_argv(name: &str, config: &AppConfig, reference: &str, call: Call<'_>) -> Vec<OsString> {
+    let Call {
+        args,
+        tty,
+        copies,
+        ctx,
+        image_env,
+    } = call;
     let user = UserArgs::of(&config.run_args);
     let mut argv: Vec<OsString> = ["run", "--rm", "-i", "--pull=never"]
         .into_iter()
@@ -296,8 +225,43 @@ fn run_argv(
     push(format!("--label=cairn.app={name}"));
     // The log driver would keep a copy of everything the target writes.
     push("--log-driver=none".into());
-    for (k, v) in &config.env {
+    for (k, v) in config.env.iter().chain(ctx.env.iter().map(|(k, v)| (k, v))) {
         push(format!("--env={k}={v}"));
+    }
+    if let Some(plug) = &ctx.confdb {
+        // The same socket and binary as natively (cairn_model::plug), as bind mounts.
+        for bind in plug.binds() {
+            let ro = if bind.readonly { ",readonly" } else { "" };
+            push(format!(
+                "--mount=type=bind,source={},destination={}{ro}",
+                bind.source.display(),
+                bind.dest.display()
+            ));
+        }
+        // The PATH the target would get (the call's, the app's, the image's, the
+        // default), with the binary's directory at its end.
+        let path = ctx
+            .env
+            .iter()
+            .map(|(k, v)| (k, v))
+            .chain(&config.env)
+            .find(|(k, _)| k.as_str() == "PATH")
+            .map(|(_, v)| v.as_str())
+            .or_else(|| image_env.iter().find_map(|e| e.strip_prefix("PATH=")))
+            .unwrap_or(super::native::DEFAULT_PATH);
+        let path = cairn_model::plug::with_bin_dir(Some(std::ffi::OsStr::new(path)));
+        push(format!("--env=CAIRN_SOCKET={}", cairn_model::plug::SANDBOX_SOCKET));
+        push(format!("--env=PATH={}", path.to_string_lossy()));
+    }
+    if let Some(bytes) = ctx.limits.memory_max {
+        push(format!("--memory={bytes}b"));
+    }
+    if let Some(pids) = ctx.limits.pids_max {
+        push(format!("--pids-limit={pids}"));
+    }
+    if let Some((quota, period)) = ctx.limits.cpu_max {
+        push(format!("--cpu-quota={quota}"));
+        push(format!("--cpu-period={period}"));
     }
     for path in &config.include_path {
         let p = path.display();
@@ -315,7 +279,17 @@ fn run_argv(
             ));
         }
     }
-    if let Some(target) = config.target.as_deref().filter(|t| *t != Path::new("/")) {
+    let mut args = args.into_iter();
+    let entrypoint = if ctx.exec {
+        // `cairn app exec`: the program replaces the target (the rest are its arguments).
+        args.next().map(PathBuf::from)
+    } else {
+        config
+            .target
+            .clone()
+            .filter(|t| t.as_path() != Path::new("/"))
+    };
+    if let Some(target) = entrypoint {
         // JSON form: podman reads `--entrypoint` as a JSON array when it looks like one, so
         // any path (even one starting with '[') is taken as it is.
         let json = serde_json::to_string(&[target.to_string_lossy()]).unwrap_or_default();
@@ -375,6 +349,17 @@ impl UserArgs {
 mod tests {
     use super::*;
 
+    fn call(args: Vec<OsString>, tty: bool) -> Call<'static> {
+        static CTX: std::sync::LazyLock<LaunchContext> = std::sync::LazyLock::new(Default::default);
+        Call {
+            args,
+            tty,
+            copies: &[],
+            ctx: &CTX,
+            image_env: &[],
+        }
+    }
+
     fn app(run_args: &[&str]) -> AppConfig {
         AppConfig {
             image: Some("i".into()),
@@ -386,75 +371,11 @@ mod tests {
     }
 
     #[test]
-    fn contract_breaking_run_args_are_refused() {
-        for bad in [
-            "-d",
-            "--detach",
-            "--detach=true",
-            "-it",
-            "-Pd",
-            "--tty",
-            "--entrypoint=/x",
-            "--name",
-            "--sig-proxy=false",
-        ] {
-            let err = validate("a", &app(&[bad])).unwrap_err().to_string();
-            assert!(err.starts_with("app a: run-arg "), "{bad}: {err}");
-        }
-        for ok in [
-            "--share-net",
-            "-e",
-            "-eDATA=1",
-            "--ulimit=nofile=5:5",
-            "--cap-add=NET_ADMIN",
-            "-v",
-        ] {
-            validate("a", &app(&[ok])).unwrap();
-        }
-    }
-
-    proptest::proptest! {
-        /// Values (no leading dash) are never options; every spelling of a reserved long
-        /// option is caught, whatever its value; short clusters holding -d after flags too.
-        #[test]
-        fn reserved_options_are_found_in_any_spelling(
-            value in "[^-].{0,12}",
-            option in proptest::sample::select(RESERVED),
-            flags in "[Pq]{0,3}",
-        ) {
-            proptest::prop_assert_eq!(reserved(&value), None);
-            let with_value = format!("{option}={value}");
-            let some = |s: &str| Some(s.to_string());
-            proptest::prop_assert_eq!(reserved(&with_value), some(option));
-            proptest::prop_assert_eq!(reserved(option), some(option));
-            let cluster = format!("-{flags}d");
-            proptest::prop_assert_eq!(reserved(&cluster), some("-d"));
-            let valued = format!("-e{value}");
-            proptest::prop_assert_eq!(reserved(&valued), None);
-        }
-    }
-
-    #[test]
-    fn modes_other_than_fresh_are_refused_clearly() {
-        let mut c = app(&[]);
-        c.mode = Mode::Resume;
-        let err = validate("a", &c).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "app a: mode resume is not available for engine podman (only fresh)"
-        );
-        c.mode = Mode::Fresh;
-        c.image = None;
-        c.node = Some("/n".into());
-        assert!(validate("a", &c).is_err());
-    }
-
-    #[test]
     fn arguments_follow_the_image_exactly() {
         let mut c = app(&["--share-net", "--ulimit", "nproc=10:10"]);
         c.env.insert("K".into(), "v w".into());
         let args: Vec<OsString> = ["", "%x", "@y", "--help", "a b"].map(OsString::from).into();
-        let argv = run_argv("a", &c, "localhost/cairn-app/a:1", args.clone(), false, &[]);
+        let argv = run_argv("a", &c, "localhost/cairn-app/a:1", call(args.clone(), false));
         let at = argv
             .iter()
             .position(|a| a == "localhost/cairn-app/a:1")
@@ -480,7 +401,7 @@ mod tests {
             "{before:?}"
         );
         assert!(!before.contains(&"-t".to_string()));
-        let tty = run_argv("a", &app(&[]), "r", Vec::new(), true, &[]);
+        let tty = run_argv("a", &app(&[]), "r", call(Vec::new(), true));
         assert!(tty.contains(&OsString::from("-t")));
         assert!(tty.contains(&OsString::from("--network=none")));
     }
@@ -495,7 +416,7 @@ mod tests {
             "box",
             "--ulimit=nofile=5:5",
         ]);
-        let argv: Vec<String> = run_argv("a", &c, "r", Vec::new(), false, &[])
+        let argv: Vec<String> = run_argv("a", &c, "r", call(Vec::new(), false))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -523,7 +444,7 @@ mod tests {
     fn entrypoint_target_keeps_the_image_entrypoint() {
         let mut c = app(&[]);
         c.target = Some("/".into());
-        let argv = run_argv("a", &c, "r", vec!["x".into()], false, &[]);
+        let argv = run_argv("a", &c, "r", call(vec!["x".into()], false));
         assert!(
             !argv
                 .iter()

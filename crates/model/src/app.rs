@@ -91,7 +91,8 @@ fn is_default_hooks(h: &Hooks) -> bool {
 
 impl AppConfig {
     /// Checks what a launch needs: exactly one environment, a target, and what the engine
-    /// requires ([`crate::engine::validate`]).
+    /// accepts; from the config alone (what needs the machine, such as a pulled VM, is the
+    /// engine's own check at launch).
     pub fn validate(&self, name: &str) -> Result<(), Error> {
         let invalid = |reason: String| Error::Invalid {
             name: name.to_string(),
@@ -126,7 +127,7 @@ impl AppConfig {
                 "include-tar and include-path need an image app".into(),
             ));
         }
-        crate::engine::validate(name, self)
+        crate::rules::validate_engine(name, self)
     }
 }
 
@@ -242,6 +243,13 @@ pub fn merge(base: &mut Value, over: Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+/// The `app-path` a file's text names, read without validating the rest (so that a
+/// config that no longer validates can still have its host command removed).
+pub fn raw_app_path(text: &str) -> Option<PathBuf> {
+    let value: Value = serde_saphyr::from_str(text).ok()?;
+    value.get("app-path")?.as_str().map(PathBuf::from)
 }
 
 /// The YAML text of a config (as `register` writes it and `app info` shows it).

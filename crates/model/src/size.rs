@@ -1,10 +1,11 @@
-//! Sizes as users write them (`256M`, `1G`): the overlay of a vm app and its memory.
+//! Sizes as users write them (`256M`, `1G`): a vm app's overlay and memory, and later
+//! service limits and disk reserves.
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// Bytes in `value`: a decimal number with an optional `K`, `M`, `G` or `T` suffix (powers
 /// of 1024, also written `KiB`, `MB`...). Zero is refused: no guest runs in zero bytes.
-pub fn parse_size(value: &str) -> Result<u64> {
+pub fn parse_size(value: &str) -> Result<u64, Error> {
     let bad = || Error::Size {
         value: value.to_string(),
     };

@@ -1,0 +1,74 @@
+//! A launch in a node family: the family's spec, its seals, the request's additions.
+
+use std::path::Path;
+
+use cairn_model::{ConfdbPlug, Request};
+use cairn_sandbox::SandboxSpec;
+
+use crate::error::Error;
+
+/// The sandbox spec of a node launch of `request` in the family of `leaf`, as it would
+/// run (seals checked, the request's variables, limits and cgroup parent applied), without
+/// confdb plugs (they need the daemon) — also what `cairn run --print-bwrap` prints.
+pub fn node_spec(
+    config: &cairn_config::Config,
+    leaf: &Path,
+    request: &Request,
+) -> Result<SandboxSpec, Error> {
+    let ctx = cairn_node::VarContext::from_process();
+    let family = cairn_node::load_family(leaf, &ctx)?;
+    let merged = family.merged()?;
+    crate::seals::check(&family, &merged, config)?;
+    let mut launch = cairn_node::Launch::new(request.args.clone());
+    launch.env_overrides = request.env.clone();
+    launch.chdir = request.chdir.clone();
+    let mut spec = family.spec_from(&merged, &launch)?;
+    let mut additions = crate::context(config, request, None, false);
+    // The family's variables already hold the request's (`env_overrides` beats environ).
+    additions.env.clear();
+    cairn_app::engine::apply_context(&mut spec, &additions);
+    Ok(spec)
+}
+
+/// Runs a node launch; `app_plug` is a registered node app's own socket, otherwise the
+/// request's plugs open a daemon session for this launch.
+pub(crate) fn run(
+    config: &cairn_config::Config,
+    leaf: &Path,
+    request: &Request,
+    app_plug: Option<ConfdbPlug>,
+) -> Result<i32, Error> {
+    let mut spec = node_spec(config, leaf, request)?;
+    // The daemon is asked for the session before the sandbox forks: the client's runtime
+    // is gone by then, so the fork happens in a single-threaded process.
+    let mut session = None;
+    let plug = match app_plug {
+        Some(plug) => Some(plug),
+        None if request.plugs.is_empty() => None,
+        None => {
+            let opened =
+                cairn_daemon::open_session(&config.admin_socket(), leaf, &request.plugs)?;
+            let plug = ConfdbPlug {
+                socket: opened.socket.clone(),
+                exe: crate::current_exe()?,
+            };
+            session = Some(opened);
+            Some(plug)
+        }
+    };
+    if let Some(plug) = plug {
+        let ctx = cairn_app::LaunchContext {
+            confdb: Some(plug),
+            ..Default::default()
+        };
+        cairn_app::engine::apply_context(&mut spec, &ctx);
+    }
+    let result = cairn_sandbox::run(&spec);
+    if let Some(Err(e)) = session.map(cairn_daemon::Session::close) {
+        tracing::warn!("cannot close the confdb session: {e}");
+    }
+    result.map_err(|source| Error::Run {
+        node: leaf.to_path_buf(),
+        source,
+    })
+}
