@@ -532,3 +532,140 @@ fn custodian_hooks_of_sandboxed_apps_run_through_cairn_run() {
         "cairn: cannot set \"peers\" through acme/network/control-tunnel: rejected by custodian \"vpn\": banned by vpn for acme/network/control-tunnel"
     );
 }
+
+/// The registries-poc apps (control, vpn, reporting) as image apps: each gets its own
+/// daemon socket and the `cairn` binary in its sandbox, reaches exactly its plugged views,
+/// and the vpn app's custodian hook runs inside the vpn image's sandbox.
+#[test]
+fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
+    if !support::is_root() {
+        return support::skip("image apps need root");
+    }
+    let world = World::new();
+    let signed = signed_schema(&world);
+    support::import_layout(&world, &support::write_busybox_layout(&world.path("layout")));
+    // The hook proves where it runs: the image's variable and the sandbox's hostname.
+    let hook = r#"data=$(cat); case "$data" in *6.6.6.6*) echo "banned by $CAIRN_APP in $(cat /proc/sys/kernel/hostname) (image: $FROM_IMAGE)" >&2; exit 1;; esac; printf '%s' "$data" | sed 's/eth9/eth0/'"#;
+    let register = |name: &str, plugs: &[&str]| {
+        let mut cmd = world.cairn();
+        cmd.args(["app", "register", name, "--image", "local/busybox:1"])
+            .args(["--target", "/bin/sh", "--app-path"])
+            .arg(world.path(&format!("bin/{name}")));
+        for plug in plugs {
+            cmd.args(["--confdb-plug", plug]);
+        }
+        cmd.assert().success();
+    };
+    register(
+        "control",
+        &[
+            "acme/network/control-device",
+            "acme/network/control-interfaces",
+            "acme/network/control-tunnel",
+        ],
+    );
+    register(
+        "vpn",
+        &["acme/network/control-tunnel:custodian", "acme/network/observe-interfaces"],
+    );
+    register("reporting", &["acme/network/observe-tunnel", "acme/network/observe-device"]);
+    support::write(
+        &world.config_dir().join("apps/vpn.d/hooks.yaml"),
+        &format!("hooks:\n  change-view: '{}'\n", hook.replace('\'', "''")),
+    );
+    let app = |name: &str, script: &str| {
+        let mut cmd = assert_cmd::Command::new(world.path(&format!("bin/{name}")));
+        cmd.env("CAIRN_ROOT", world.root()).args(["-c", script]);
+        cmd
+    };
+
+    // Without the daemon there is no socket to give: one line, before anything starts.
+    assert_eq!(
+        error_of(&mut app("control", "true")),
+        format!(
+            "cairn: app control plugs confdb views, but the daemon serves no socket for it at {} (start `cairn daemon`; a running daemon reads new apps on SIGHUP)",
+            run_dir(&world).join("apps/control.sock").display()
+        )
+    );
+
+    let _daemon = Daemon::start(&world);
+    world
+        .cairn()
+        .args(["conf", "schema", "add"])
+        .arg(&signed)
+        .assert()
+        .success();
+    // control: the socket and the binary are there, and its writes land.
+    let out = stdout_of(&mut app(
+        "control",
+        "ls /run/cairn/ && echo \"$CAIRN_SOCKET\" && command -v cairn && cairn conf set acme/network/control-device id=ca155b32 server-url=http://127.0.0.1:8000 && cairn conf set acme/network/control-interfaces config.eth0.interface-type=ethernet config.eth0.ip-address=172.16.0.3",
+    ));
+    assert_eq!(
+        out,
+        "bin\ncairn.sock\n/run/cairn/cairn.sock\n/run/cairn/bin/cairn\n"
+    );
+    assert_eq!(
+        stdout_of(world.cairn().args(["conf", "get", DEVICE, "server-url"])),
+        "http://127.0.0.1:8000\n"
+    );
+    // The vpn custodian's hook runs in the vpn image's sandbox: it rewrites and rejects.
+    app("control", "cairn conf set acme/network/control-tunnel interface=eth9")
+        .assert()
+        .success();
+    assert_eq!(
+        stdout_of(world.cairn().args(["conf", "get", TUNNEL, "interface"])),
+        "eth0\n"
+    );
+    assert_eq!(
+        error_of(&mut app(
+            "control",
+            "cairn conf set acme/network/control-tunnel 'peers=[\"6.6.6.6\"]'"
+        )),
+        "cairn: cannot set \"peers\" through acme/network/control-tunnel: rejected by custodian \"vpn\": banned by vpn in vpn (image: yes)"
+    );
+    app(
+        "control",
+        "cairn conf set acme/network/control-tunnel 'peers=[\"192.168.21.3\"]'",
+    )
+    .assert()
+    .success();
+    // reporting reads what it plugs, and nothing else.
+    assert_eq!(
+        stdout_of(&mut app(
+            "reporting",
+            "cairn conf get acme/network/observe-tunnel peers && cairn conf get acme/network/observe-device id"
+        )),
+        "[\n  \"192.168.21.3\"\n]\nca155b32\n"
+    );
+    assert_eq!(
+        error_of(&mut app("reporting", "cairn conf get acme/network/control-device")),
+        "cairn: permission denied: app \"reporting\" has no plug for view acme/network/control-device"
+    );
+    // vpn, through its own socket, reads the interfaces as its observe plug shows them.
+    app(
+        "control",
+        "cairn conf set acme/network/control-interfaces stats.eth0.n-sent=9",
+    )
+    .assert()
+    .success();
+    assert_eq!(
+        stdout_of(&mut app(
+            "vpn",
+            "cairn conf get acme/network/observe-interfaces packets-sent.eth0"
+        )),
+        "9\n"
+    );
+    // A command in the app's environment (`cairn app exec`) is plugged the same way.
+    assert_eq!(
+        stdout_of(world.cairn().args([
+            "app",
+            "exec",
+            "reporting",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cairn conf get acme/network/observe-device id"
+        ])),
+        "ca155b32\n"
+    );
+}
