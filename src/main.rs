@@ -163,3 +163,69 @@ fn nss_files_only() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::{Limits, Request, Target};
+
+    /// The request the binary's parser makes of a command line, for each launching command.
+    fn parsed(argv: Vec<std::ffi::OsString>) -> Request {
+        let cli = Cli::try_parse_from(std::iter::once("cairn".into()).chain(argv))
+            .unwrap_or_else(|e| panic!("{e}"));
+        use cmd::app::AppCommand;
+        match cli.command {
+            Command::Run(r) => r.launch.request(Target::Node(r.node), r.command),
+            Command::App(AppCommand::Run { name, launch, args }) => {
+                launch.request(Target::App(name), args)
+            }
+            Command::App(AppCommand::Exec {
+                name,
+                launch,
+                command,
+            }) => launch.request(Target::AppExec(name), command),
+            Command::App(AppCommand::Keep {
+                name,
+                id,
+                launch,
+                args,
+            }) => launch.request(Target::Keep { app: name, id }, args),
+            other => panic!("not a launch: {other:?}"),
+        }
+    }
+
+    /// `Request::to_args` (what callers re-exec) and the binary's parser agree on every
+    /// field, arguments that look like options included.
+    #[test]
+    fn requests_survive_the_command_line() {
+        let args: Vec<std::ffi::OsString> = ["--help", "", "-c", "--", "a b"].map(Into::into).into();
+        for target in [
+            Target::Node("/n/leaf".into()),
+            Target::App("web".into()),
+            Target::AppExec("web".into()),
+            Target::Keep {
+                app: "web".into(),
+                id: "default".into(),
+            },
+        ] {
+            let mut request = Request {
+                target,
+                args: args.clone(),
+                env: vec![("K".into(), "v=w".into()), ("E".into(), String::new())],
+                chdir: Some("/work".into()),
+                plugs: vec!["acme/network/observe-device".into()],
+                limits: Limits {
+                    memory_max: Some(256 << 20),
+                    pids_max: Some(64),
+                    cpu_max: Some((50_000, 100_000)),
+                },
+            };
+            assert_eq!(parsed(request.to_args()), request);
+            request.env.clear();
+            request.chdir = None;
+            request.plugs.clear();
+            request.limits = Limits::default();
+            assert_eq!(parsed(request.to_args()), request);
+        }
+    }
+}

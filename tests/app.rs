@@ -366,3 +366,20 @@ fn rootless_image_app() {
     ));
     assert!(fs::symlink_metadata(&app_path).is_err());
 }
+
+#[test]
+fn vm_apps_refuse_confdb_plugs_at_register() {
+    let world = World::new();
+    let out = world
+        .cairn()
+        .args(["app", "register", "guest", "--vm", "none", "--target", "/bin/sh"])
+        .args(["--confdb-plug", "acme/network/observe-device"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "cairn: app guest: confdb-plug is not available for engine vm (a guest has no way to reach the daemon's socket)\n"
+    );
+    assert!(!world.config_dir().join("apps/guest.yaml").exists());
+}

@@ -7,115 +7,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
+use std::time::Duration;
 use support::World;
+use support::daemon::{Daemon, admin_socket, run_dir, signed_schema, wait_for};
 
-const NETWORK: &str = include_str!("../crates/daemon/tests/network.yaml");
 const DEVICE: &str = "acme/network/control-device";
 const TUNNEL: &str = "acme/network/control-tunnel";
-
-fn run_dir(world: &World) -> PathBuf {
-    world.path("run/cairn")
-}
-
-fn admin_socket(world: &World) -> PathBuf {
-    run_dir(world).join("cairn.sock")
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// `cairn daemon` as a child; SIGTERM and wait on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(world: &World) -> Daemon {
-        Daemon::start_with(world, |_| {})
-    }
-
-    fn start_with(world: &World, tweak: impl FnOnce(&mut std::process::Command)) -> Daemon {
-        let mut cmd = world.cairn_std();
-        cmd.arg("daemon").stdout(Stdio::null());
-        tweak(&mut cmd);
-        let child = cmd.spawn().unwrap();
-        let socket = admin_socket(world);
-        wait_for("the daemon's socket", || {
-            UnixStream::connect(&socket).is_ok()
-        });
-        Daemon { child }
-    }
-
-    /// Sends a signal by name (`TERM`, `HUP`) with kill(1): the test crate has no libc.
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal("TERM");
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal("TERM");
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Creates the `acme` key, trusts it, signs the network schema; returns the signed file.
-fn signed_schema(world: &World) -> PathBuf {
-    world
-        .cairn()
-        .args(["conf", "key", "create", "acme"])
-        .assert()
-        .success();
-    let out = world
-        .cairn()
-        .args(["conf", "key", "export", "acme"])
-        .output()
-        .unwrap();
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(public.starts_with("ed25519:"), "{public}");
-    world
-        .cairn()
-        .args(["conf", "trust", "add", "acme", &public])
-        .assert()
-        .success();
-    let schema = world.path("network.yaml");
-    std::fs::write(&schema, NETWORK).unwrap();
-    let out = world
-        .cairn()
-        .args(["conf", "sign"])
-        .arg(&schema)
-        .args(["--key", "acme"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let signed = world.path("network.signed");
-    std::fs::write(&signed, out.stdout).unwrap();
-    signed
-}
 
 fn stdout_of(cmd: &mut assert_cmd::Command) -> String {
     let out = cmd.output().unwrap();
@@ -654,6 +553,28 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
             "cairn conf get acme/network/observe-interfaces packets-sent.eth0"
         )),
         "9\n"
+    );
+    // A node app plugs through its own socket the same way.
+    let leaf = world.family();
+    world
+        .cairn()
+        .args(["app", "register", "node-reporting", "--node"])
+        .arg(&leaf)
+        .args(["--target", "/bin/sh", "--confdb-plug", "acme/network/observe-device"])
+        .arg("--app-path")
+        .arg(world.path("bin/node-reporting"))
+        .assert()
+        .success();
+    _daemon.signal("HUP");
+    wait_for("the node app's socket", || {
+        run_dir(&world).join("apps/node-reporting.sock").exists()
+    });
+    assert_eq!(
+        stdout_of(&mut app(
+            "node-reporting",
+            "echo $CAIRN_SOCKET; cairn conf get acme/network/observe-device id"
+        )),
+        "/run/cairn/cairn.sock\nca155b32\n"
     );
     // A command in the app's environment (`cairn app exec`) is plugged the same way.
     assert_eq!(

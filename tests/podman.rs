@@ -625,3 +625,63 @@ fn podman_tty_only_when_the_caller_has_one() {
     );
     world.cairn().args(["app", "rm", &name]).assert().success();
 }
+
+/// An image app with a confdb plug gets its daemon socket and the `cairn` binary in the
+/// podman container too, at the same paths as natively, and reaches only what it plugs.
+#[test]
+fn podman_app_with_a_confdb_plug_reaches_the_daemon() {
+    if !podman_ready("podman_app_with_a_confdb_plug_reaches_the_daemon") {
+        return;
+    }
+    let world = World::new();
+    import_images(&world);
+    let signed = support::daemon::signed_schema(&world);
+    let name = app_name("plug");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let app = register(
+        &world,
+        &name,
+        &[
+            "--image",
+            "local/busybox:1",
+            "--target",
+            "/bin/sh",
+            "--confdb-plug",
+            "acme/network/observe-device",
+        ],
+    );
+    let _daemon = support::daemon::Daemon::start(&world);
+    world
+        .cairn()
+        .args(["conf", "schema", "add"])
+        .arg(&signed)
+        .assert()
+        .success();
+    world
+        .cairn()
+        .args(["conf", "set", "acme/network/control-device", "id=abc"])
+        .assert()
+        .success();
+    let out = call(
+        &world,
+        &app,
+        &[
+            "-c",
+            "ls /run/cairn/; echo \"$CAIRN_SOCKET $FROM_IMAGE\"; cairn conf get acme/network/observe-device id; cairn conf get acme/network/control-device id",
+        ],
+        b"",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "bin\ncairn.sock\n/run/cairn/cairn.sock yes\nabc\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "permission denied: app \"{name}\" has no plug for view acme/network/control-device"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

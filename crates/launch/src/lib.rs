@@ -81,6 +81,7 @@ fn context(
     ctx.confdb = confdb;
     ctx.exec = exec;
     ctx.env = request.env.clone();
+    ctx.chdir = request.chdir.clone();
     ctx.limits = request.limits;
     ctx
 }

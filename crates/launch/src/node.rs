@@ -24,8 +24,10 @@ pub fn node_spec(
     launch.chdir = request.chdir.clone();
     let mut spec = family.spec_from(&merged, &launch)?;
     let mut additions = crate::context(config, request, None, false);
-    // The family's variables already hold the request's (`env_overrides` beats environ).
+    // The family's spec already holds the request's variables (`env_overrides` beats
+    // environ) and working directory.
     additions.env.clear();
+    additions.chdir = None;
     cairn_app::engine::apply_context(&mut spec, &additions);
     Ok(spec)
 }

@@ -34,6 +34,8 @@ pub struct LaunchContext {
     pub exec: bool,
     /// Variables over the app's own.
     pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox instead of the image's.
+    pub chdir: Option<PathBuf>,
     /// Limits over the engine's own (the tighter wins).
     pub limits: Limits,
 }
@@ -94,6 +96,9 @@ pub fn apply_context(spec: &mut cairn_sandbox::SandboxSpec, ctx: &LaunchContext)
     for (k, v) in &ctx.env {
         spec.env.retain(|(key, _)| key.as_os_str() != k.as_str());
         spec.env.push((k.into(), v.into()));
+    }
+    if let Some(dir) = &ctx.chdir {
+        spec.chdir = Some(dir.clone());
     }
     let limits = &mut spec.cgroup;
     let tighter = |own: Option<u64>, asked: Option<u64>| match (own, asked) {

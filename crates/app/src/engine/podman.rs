@@ -253,6 +253,9 @@ fn run_argv(name: &str, config: &AppConfig, reference: &str, call: Call<'_>) -> 
         push(format!("--env=CAIRN_SOCKET={}", cairn_model::plug::SANDBOX_SOCKET));
         push(format!("--env=PATH={}", path.to_string_lossy()));
     }
+    if let Some(dir) = &ctx.chdir {
+        push(format!("--workdir={}", dir.display()));
+    }
     if let Some(bytes) = ctx.limits.memory_max {
         push(format!("--memory={bytes}b"));
     }

@@ -39,7 +39,7 @@ pub fn launch(
         .as_deref()
         .ok_or_else(|| invalid(name, "target is missing"))?;
     // `cairn app exec`: the arguments are the program. The guest's memory comes from the
-    // app's run-args; a call's cgroup limits do not apply to a VM.
+    // app's run-args; a call's cgroup limits and working directory do not apply to a VM.
     let argv = if ctx.exec {
         args
     } else {
