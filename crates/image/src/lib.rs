@@ -19,6 +19,7 @@ mod progress;
 mod pull;
 mod store;
 pub mod tarstream;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod unpack;
 
