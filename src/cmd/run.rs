@@ -66,12 +66,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let session =
-            cairn_daemon::open_session(&config.admin_socket(), &args.node, &args.confdb_plug)?;
+            cairn_api::open_session(&config.admin_socket(), &args.node, &args.confdb_plug)?;
         plug_session(&mut spec, &session)?;
         Some(session)
     };
     let result = cairn_sandbox::run(&spec);
-    if let Some(Err(e)) = session.map(cairn_daemon::Session::close) {
+    if let Some(Err(e)) = session.map(cairn_api::Session::close) {
         tracing::warn!("cannot close the confdb session: {e}");
     }
     let code = result.with_context(|| format!("cannot run in {}", args.node.display()))?;
@@ -85,11 +85,11 @@ const SANDBOX_CAIRN_DIR: &str = "/run/cairn/bin";
 /// Gives the sandbox the session's socket at the well-known path, and the `cairn` binary.
 fn plug_session(
     spec: &mut cairn_sandbox::SandboxSpec,
-    session: &cairn_daemon::Session,
+    session: &cairn_api::Session,
 ) -> anyhow::Result<()> {
     use cairn_sandbox::Mount;
     use std::ffi::OsString;
-    let socket_path = PathBuf::from(cairn_daemon::client::SANDBOX_SOCKET);
+    let socket_path = PathBuf::from(cairn_api::SANDBOX_SOCKET);
     spec.mounts.push(Mount::Bind {
         source: session.socket.clone(),
         dest: socket_path.clone(),
