@@ -177,11 +177,8 @@ fn remote(client: &Client, command: ConfCommand) -> anyhow::Result<ExitCode> {
             put(client, &args.view, changes)?;
         }
         ConfCommand::Unset { view, keys } => {
-            put(
-                client,
-                &view,
-                keys.into_iter().map(|k| (k, Value::Null)).collect(),
-            )?;
+            let revision = client.unset(&view, &keys)?;
+            tracing::info!("{view}: committed revision {revision}");
         }
         ConfCommand::Watch { view, keys } => watch(client, &view, &keys)?,
         ConfCommand::History { schema, json } => history(client, &schema, json)?,
