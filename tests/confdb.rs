@@ -432,6 +432,61 @@ fn custodian_hooks_of_sandboxed_apps_run_through_cairn_run() {
     );
 }
 
+#[test]
+fn run_with_confdb_plug_gives_the_program_its_session_socket() {
+    let world = World::new();
+    let leaf = world.family();
+    let signed = signed_schema(&world);
+    let _daemon = Daemon::start(&world);
+    world
+        .cairn()
+        .args(["conf", "schema", "add"])
+        .arg(&signed)
+        .assert()
+        .success();
+    world
+        .cairn()
+        .args(["conf", "set", TUNNEL, "peers=[\"10.0.0.1\"]"])
+        .assert()
+        .success();
+    // Inside, `cairn` (on PATH) finds the session socket by itself and gets exactly the plug.
+    let run = |args: &[&str]| {
+        let mut cmd = world.cairn();
+        cmd.args(["run", "--node"])
+            .arg(&leaf)
+            .args([
+                "--confdb-plug",
+                "acme/network/observe-tunnel",
+                "--",
+                "cairn",
+            ])
+            .args(args);
+        cmd
+    };
+    assert_eq!(
+        stdout_of(&mut run(&[
+            "conf",
+            "get",
+            "acme/network/observe-tunnel",
+            "peers",
+            "-d"
+        ])),
+        "{\n  \"peers\": [\n    \"10.0.0.1\"\n  ]\n}\n"
+    );
+    let err = error_of(&mut run(&["conf", "get", TUNNEL]));
+    assert!(
+        err.starts_with("cairn: permission denied: app \"session-")
+            && err.ends_with("\" has no plug for view acme/network/control-tunnel"),
+        "{err}"
+    );
+    // The session is closed with the run: its socket is gone.
+    let sessions = run_dir(&world).join("sessions");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// The registries-poc apps (control, vpn, reporting) as image apps: each gets its own
 /// daemon socket and the `cairn` binary in its sandbox, reaches exactly its plugged views,
 /// and the vpn app's custodian hook runs inside the vpn image's sandbox.

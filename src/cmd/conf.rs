@@ -1,14 +1,13 @@
 //! `cairn conf`: shared configuration through views (confdb).
 //!
-//! Keys, trust and signing work on files directly; everything else is an HTTP client of
-//! the daemon: the admin socket, or inside a sandbox the app socket (`$CAIRN_SOCKET`,
-//! `/run/cairn/cairn.sock`), where the daemon enforces the app's plugs.
+//! Keys, trust and signing work on files directly; everything else goes to the daemon
+//! through the typed client of `cairn-api`: the admin socket, or inside a sandbox the app
+//! socket (`$CAIRN_SOCKET`, `/run/cairn/cairn.sock`), where the daemon enforces the app's
+//! plugs.
 
 use crate::output;
 use anyhow::Context;
-use cairn_daemon::Client;
-use cairn_daemon::Method;
-use cairn_daemon::client::encode;
+use cairn_api::{Client, ErrorKind};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::{IsTerminal, Read, Write};
@@ -162,8 +161,7 @@ pub fn run(command: ConfCommand) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(&signed)?;
         }
         other => {
-            let admin = cairn_daemon::admin_socket(&config.run_dir);
-            let client = Client::new(&cairn_daemon::client::choose_socket(&admin))?;
+            let client = Client::new(&cairn_api::choose_socket(&config.admin_socket()))?;
             return remote(&client, other);
         }
     }
@@ -179,66 +177,19 @@ fn remote(client: &Client, command: ConfCommand) -> anyhow::Result<ExitCode> {
             put(client, &args.view, changes)?;
         }
         ConfCommand::Unset { view, keys } => {
-            put(
-                client,
-                &view,
-                keys.into_iter().map(|k| (k, Value::Null)).collect(),
-            )?;
+            let revision = client.unset(&view, &keys)?;
+            tracing::info!("{view}: committed revision {revision}");
         }
         ConfCommand::Watch { view, keys } => watch(client, &view, &keys)?,
         ConfCommand::History { schema, json } => history(client, &schema, json)?,
         ConfCommand::Rollback { schema, revision } => {
-            let path = format!("{}/rollback", schema_path(&schema)?);
-            let body = serde_json::json!({ "revision": revision })
-                .to_string()
-                .into_bytes();
-            let answer = client.call(Method::POST, &path, Some(body))?;
-            println!(
-                "rolled {schema} back to revision {revision} (now revision {})",
-                answer["revision"]
-            );
+            let now = client.rollback(&schema, revision)?;
+            println!("rolled {schema} back to revision {revision} (now revision {now})");
         }
         ConfCommand::Schema(command) => schema(client, command)?,
         ConfCommand::Key(_) | ConfCommand::Trust(_) | ConfCommand::Sign { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn view_path(view: &str) -> anyhow::Result<String> {
-    let parts: Vec<&str> = view.split('/').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        anyhow::bail!("invalid view name \"{view}\": expected ACCOUNT/SCHEMA/VIEW");
-    }
-    Ok(format!(
-        "/v1/views/{}",
-        parts
-            .iter()
-            .map(|p| encode(p))
-            .collect::<Vec<_>>()
-            .join("/")
-    ))
-}
-
-fn schema_path(schema: &str) -> anyhow::Result<String> {
-    match schema.split_once('/') {
-        Some((account, name)) if !account.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(format!("/v1/schemas/{}/{}", encode(account), encode(name)))
-        }
-        _ => anyhow::bail!("invalid schema name \"{schema}\": expected ACCOUNT/SCHEMA"),
-    }
-}
-
-fn query(keys: &[String], with: &[String]) -> String {
-    let pairs: Vec<String> = keys
-        .iter()
-        .map(|k| format!("key={}", encode(k)))
-        .chain(with.iter().map(|w| format!("with={}", encode(w))))
-        .collect();
-    if pairs.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", pairs.join("&"))
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -250,16 +201,15 @@ fn get(client: &Client, args: GetArgs) -> anyhow::Result<()> {
             anyhow::bail!("invalid --with \"{w}\": expected PLACEHOLDER=VALUE");
         }
     }
-    let path = format!(
-        "{}{}",
-        view_path(&args.view)?,
-        query(&args.keys, &args.with)
-    );
-    let data = match client.call(Method::GET, &path, None) {
+    let with: Vec<(String, String)> = args
+        .with
+        .iter()
+        .filter_map(|w| w.split_once('='))
+        .map(|(p, v)| (p.to_string(), v.to_string()))
+        .collect();
+    let data = match client.get(&args.view, &args.keys, &with) {
         Ok(data) => data,
-        Err(cairn_daemon::Error::Api { kind, .. })
-            if kind == "no-data" && args.default.is_some() =>
-        {
+        Err(e) if e.kind() == Some(ErrorKind::NoData) && args.default.is_some() => {
             let default = parse_value(args.default.as_deref().unwrap_or("null"), ValueMode::Guess)?;
             default_document(&args.keys, default)
         }
@@ -407,23 +357,24 @@ fn parse_assignments(args: &[String], mode: ValueMode) -> anyhow::Result<Vec<(St
     Ok(changes)
 }
 
+/// One transaction; a `null` value unsets its key.
 fn put(client: &Client, view: &str, changes: Vec<(String, Value)>) -> anyhow::Result<()> {
-    let body = Value::Object(changes.into_iter().collect())
-        .to_string()
-        .into_bytes();
-    let answer = client.call(Method::PUT, &view_path(view)?, Some(body))?;
-    tracing::info!("{view}: committed revision {}", answer["revision"]);
+    let changes = changes
+        .into_iter()
+        .map(|(k, v)| (k, if v.is_null() { None } else { Some(v) }));
+    let revision = client.set(view, changes)?;
+    tracing::info!("{view}: committed revision {revision}");
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
 
 fn watch(client: &Client, view: &str, keys: &[String]) -> anyhow::Result<()> {
-    let path = format!("{}/watch{}", view_path(view)?, query(keys, &[]));
     let mut stdout = std::io::stdout();
-    client.stream_lines(&path, &mut |line| {
+    client.watch(view, keys, &mut |event| {
         // A closed stdout (`| head`) ends the watch.
-        writeln!(stdout, "{line}")
+        stdout
+            .write_all(&event.to_line())
             .and_then(|()| stdout.flush())
             .is_ok()
     })?;
@@ -431,32 +382,14 @@ fn watch(client: &Client, view: &str, keys: &[String]) -> anyhow::Result<()> {
 }
 
 fn history(client: &Client, schema: &str, json: bool) -> anyhow::Result<()> {
-    let revisions = client.call(
-        Method::GET,
-        &format!("{}/history", schema_path(schema)?),
-        None,
-    )?;
+    let revisions = client.history(schema)?;
     if json {
         return output::print_json(&revisions);
     }
     let rows: Vec<Vec<String>> = revisions
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|r| {
-                    let changed: Vec<&str> = r["changed"]
-                        .as_array()
-                        .map(|c| c.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    vec![
-                        r["revision"].to_string(),
-                        r["time"].as_i64().map(utc).unwrap_or_default(),
-                        changed.join(", "),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|r| vec![r.revision.to_string(), utc(r.time), r.changed.join(", ")])
+        .collect();
     output::print_table(&["REVISION", "TIME", "CHANGED"], &rows);
     Ok(())
 }
@@ -480,49 +413,39 @@ fn utc(secs: i64) -> String {
 fn schema(client: &Client, command: SchemaCommand) -> anyhow::Result<()> {
     match command {
         SchemaCommand::Add { file } => {
-            let document = read_input(&file)?;
-            let info = client.call(Method::POST, "/v1/schemas", Some(document))?;
-            let views: Vec<&str> = info["views"]
-                .as_array()
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let info = client.add_schema(read_input(&file)?)?;
             println!(
                 "added schema {}/{} (views: {})",
-                info["account"].as_str().unwrap_or("?"),
-                info["name"].as_str().unwrap_or("?"),
-                views.join(", ")
+                info.account,
+                info.name,
+                info.views.join(", ")
             );
         }
         SchemaCommand::Ls { json } => {
-            let list = client.call(Method::GET, "/v1/schemas", None)?;
+            let list = client.schemas()?;
             if json {
                 return output::print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|l| l.iter().map(schema_row).collect())
-                .unwrap_or_default();
+            let rows: Vec<Vec<String>> = list.iter().map(schema_row).collect();
             output::print_table(&["SCHEMA", "REVISION", "VIEWS", "SUMMARY"], &rows);
         }
         SchemaCommand::Show { schema } => {
-            let answer = client.call(Method::GET, &schema_path(&schema)?, None)?;
-            print!("{}", answer["text"].as_str().unwrap_or_default());
+            print!("{}", client.schema_text(&schema)?);
         }
         SchemaCommand::Rm { schema } => {
-            client.call(Method::DELETE, &schema_path(&schema)?, None)?;
+            client.remove_schema(&schema)?;
             println!("removed schema {schema}");
         }
     }
     Ok(())
 }
 
-fn schema_row(info: &Value) -> Vec<String> {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+fn schema_row(info: &cairn_api::SchemaSummary) -> Vec<String> {
     vec![
-        format!("{}/{}", text(&info["account"]), text(&info["name"])),
-        info["revision"].to_string(),
-        info["views"].as_array().map_or(0, Vec::len).to_string(),
-        text(&info["summary"]),
+        format!("{}/{}", info.account, info.name),
+        info.revision.to_string(),
+        info.views.len().to_string(),
+        info.summary.clone().unwrap_or_default(),
     ]
 }
 
@@ -609,20 +532,6 @@ mod tests {
         assert_eq!(
             default_document(&keys(&["a", "b"]), json!(1)),
             json!({"a": 1, "b": 1})
-        );
-    }
-
-    #[test]
-    fn paths_are_checked_and_encoded() {
-        assert_eq!(
-            view_path("acme/network/control-device").unwrap(),
-            "/v1/views/acme/network/control-device"
-        );
-        assert!(view_path("acme/network").is_err());
-        assert!(schema_path("acme").is_err());
-        assert_eq!(
-            query(&keys(&["a.b"]), &keys(&["n=eth0"])),
-            "?key=a.b&with=n%3Deth0"
         );
     }
 }

@@ -16,7 +16,7 @@ pub struct DaemonArgs {
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     if args.openapi {
-        println!("{}", cairn_daemon::api::openapi_json());
+        println!("{}", cairn_daemon::http::openapi_json());
         return Ok(ExitCode::SUCCESS);
     }
     let config = cairn_config::Config::load()?;

@@ -1,11 +1,18 @@
-//! The Cairn device daemon and its client.
+//! The Cairn device daemon.
 //!
-//! The daemon ([`server`]) serves confdb (crate `cairn-confdb`) as an HTTP/JSON API on
-//! Unix sockets: the admin socket `<run>/cairn.sock` for root, the daemon's user and group
-//! `cairn`, and one restricted socket per app (`<run>/apps/<app>.sock`) that grants exactly
-//! the views the app plugs. The daemon knows the caller by the socket that accepted the
-//! connection. It runs custodian hooks (change-view, observe-view) and streams changes.
-//! The [`client`] module is the blocking client used by `cairn conf` and `cairn run`.
+//! The daemon serves confdb (crate `cairn-confdb`) to the admin (root, the daemon's user
+//! and group `cairn`) and to apps, each of which may use exactly the views it plugs. It
+//! runs custodian hooks (change-view, observe-view) and streams changes. Three layers,
+//! whose dependencies point one way (transport → service):
+//!
+//! - [`service`]: the daemon without transport: confdb operations, apps and sessions, the
+//!   write pipeline with hooks, observers, watch streams, and the one authorization
+//!   function over typed callers ([`service::Caller`]). Uses [`apps`] and [`hooks`].
+//! - [`http`]: the HTTP/JSON translation (axum routes, one error answer, OpenAPI). Bodies
+//!   are the wire types of crate `cairn-api`, which also holds the client.
+//! - [`sockets`] and [`server`]: the admin socket `<run>/cairn.sock`, one socket per app
+//!   (`<run>/apps/<app>.sock`) and per session, peer credentials ([`peer`]) → caller,
+//!   start, reload, graceful shutdown, sd_notify and the watchdog.
 //!
 //! Routes (OpenAPI at `GET /v1/openapi.json`, or `cairn daemon --openapi`); errors are
 //! `{"error": "<one line>", "kind": "..."}`:
@@ -25,36 +32,25 @@
 // Tests may unwrap: a panic there is a failing test, not a crash.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod api;
 pub mod apps;
-pub mod client;
 pub mod hooks;
+pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod peer;
 pub mod server;
+pub mod service;
+pub mod sockets;
 
 use std::path::PathBuf;
 
 /// The library the daemon serves, re-exported so that the binary needs one dependency.
 pub use cairn_confdb as confdb;
-pub use client::{Client, Session, open_session};
-pub use hyper::Method;
-pub use server::{Daemon, DaemonOptions, admin_socket, run};
+pub use server::{Daemon, DaemonOptions, run};
+pub use sockets::admin_socket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot reach the daemon at {}: {reason} (start it with `cairn daemon`)", socket.display())]
-    Unreachable { socket: PathBuf, reason: String },
-    /// An error the daemon answered with; its message is already user-facing.
-    #[error("{message}")]
-    Api {
-        status: u16,
-        kind: String,
-        message: String,
-    },
-    #[error("unexpected answer from the daemon at {}: {reason}", socket.display())]
-    BadResponse { socket: PathBuf, reason: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]

@@ -346,7 +346,7 @@ fn observers_are_notified_once_per_commit() {
     // A watcher on the tunnel view, as `cairn conf watch` would run.
     let admin_socket = root.admin();
     let watcher = std::thread::spawn(move || {
-        let client = cairn_daemon::Client::new(&admin_socket).unwrap();
+        let client = cairn_api::Client::new(&admin_socket).unwrap();
         let mut lines = Vec::new();
         client
             .stream_lines("/v1/views/acme/network/control-tunnel/watch", &mut |line| {
@@ -405,7 +405,7 @@ fn sessions_grant_their_plugs_until_closed() {
     admin.set(TUNNEL, json!({"peers": ["10.0.0.1"]})).unwrap();
     let plugs = vec!["acme/network/observe-tunnel".to_string()];
     let session =
-        cairn_daemon::open_session(&root.admin(), std::path::Path::new("/nodes/leaf"), &plugs)
+        cairn_api::open_session(&root.admin(), std::path::Path::new("/nodes/leaf"), &plugs)
             .unwrap();
     assert!(session.socket.exists());
     let app = Api::on(&session.socket);
@@ -423,12 +423,12 @@ fn sessions_grant_their_plugs_until_closed() {
         .unwrap_err();
     assert!(err.starts_with("cannot reach the daemon"), "{err}");
     // Bad requests are refused with a reason.
-    let err = cairn_daemon::open_session(&root.admin(), std::path::Path::new("/n"), &[])
+    let err = cairn_api::open_session(&root.admin(), std::path::Path::new("/n"), &[])
         .unwrap_err()
         .to_string();
     assert_eq!(err, "a session needs at least one plug");
     let bad = vec!["acme/network".to_string()];
-    let err = cairn_daemon::open_session(&root.admin(), std::path::Path::new("/n"), &bad)
+    let err = cairn_api::open_session(&root.admin(), std::path::Path::new("/n"), &bad)
         .unwrap_err()
         .to_string();
     assert!(err.contains("expected ACCOUNT/SCHEMA/VIEW"), "{err}");
@@ -556,7 +556,7 @@ fn child_client_process() {
     let Some(socket) = std::env::var_os(CHILD_CLIENT) else {
         return;
     };
-    let client = cairn_daemon::Client::new(std::path::Path::new(&socket)).unwrap();
+    let client = cairn_api::Client::new(std::path::Path::new(&socket)).unwrap();
     match client.call(Method::GET, "/v1/schemas", None) {
         Ok(answer) => println!("ANSWER:ok {answer}"),
         Err(e) => println!("ANSWER:{e}"),

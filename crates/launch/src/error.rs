@@ -11,7 +11,7 @@ pub enum Error {
     #[error(transparent)]
     App(#[from] cairn_app::Error),
     #[error(transparent)]
-    Daemon(#[from] cairn_daemon::Error),
+    Daemon(#[from] cairn_api::Error),
     #[error(
         "refusing to run: node {node} has no seal, and {origin} says verify: required (seal it with `cairn node seal {node} --key K`)",
         node = node.display()

@@ -49,7 +49,7 @@ pub(crate) fn run(
         None if request.plugs.is_empty() => None,
         None => {
             let opened =
-                cairn_daemon::open_session(&config.admin_socket(), leaf, &request.plugs)?;
+                cairn_api::open_session(&config.admin_socket(), leaf, &request.plugs)?;
             let plug = ConfdbPlug {
                 socket: opened.socket.clone(),
                 exe: crate::current_exe()?,
@@ -66,7 +66,7 @@ pub(crate) fn run(
         cairn_app::engine::apply_context(&mut spec, &ctx);
     }
     let result = cairn_sandbox::run(&spec);
-    if let Some(Err(e)) = session.map(cairn_daemon::Session::close) {
+    if let Some(Err(e)) = session.map(cairn_api::Session::close) {
         tracing::warn!("cannot close the confdb session: {e}");
     }
     result.map_err(|source| Error::Run {

@@ -1,7 +1,8 @@
 //! A real daemon on real sockets in a temporary root, for the integration tests.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use cairn_daemon::{Client, Daemon, DaemonOptions};
+use cairn_api::Client;
+use cairn_daemon::{Daemon, DaemonOptions};
 use hyper::Method;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
