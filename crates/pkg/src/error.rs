@@ -87,6 +87,8 @@ pub enum Error {
     BadSeal { path: PathBuf, reason: String },
     #[error("{node}: seal is signed by a key not in {dir}")]
     UntrustedSeal { node: PathBuf, dir: PathBuf },
+    #[error("the node is sealed (verify: required); add --reseal KEY to {verb} and seal it again")]
+    Sealed { verb: &'static str },
     #[error("{node}: sealed node altered: /{path} {change}")]
     SealBroken {
         node: PathBuf,
