@@ -42,7 +42,7 @@ pub enum Error {
     #[error("invalid signature: {reason} (expected \"ed25519:<base64 key> <base64 signature>\")")]
     BadSignature { reason: String },
     #[error("the signature by {key} does not verify")]
-    Mismatch { key: PublicKey },
+    Mismatch { key: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -106,7 +106,9 @@ impl Envelope {
         self.key
             .0
             .verify_strict(message, &self.signature)
-            .map_err(|_| Error::Mismatch { key: self.key })
+            .map_err(|_| Error::Mismatch {
+                key: self.key.to_string(),
+            })
     }
 
     /// Reads the form seals had before the envelope (format 1 of `seal.json`): the key's text
