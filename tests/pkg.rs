@@ -1196,6 +1196,24 @@ fn changing_packages_of_a_sealed_required_node_is_refused_up_front() {
     assert!(line.contains("no key nokey"), "{line}");
     assert_eq!(snapshot(&app, &[]), before);
     run_true(&w, &app).success();
+    // A reseal never signs a change made behind Cairn's back.
+    std::fs::write(app.join("usr/share/bulk/c"), "altered").unwrap();
+    let before = snapshot(&app, &[]);
+    let tampered = w
+        .cairn()
+        .args(["node", "install", "--reseal", "k"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .code(1);
+    assert_eq!(
+        stderr_of(&tampered),
+        format!(
+            "cairn: cannot install into {}: refusing to reseal: the node no longer matches its seal (/usr/share/bulk/c was modified); restore it, or seal it as it is with `cairn node seal` first\n",
+            app.display()
+        )
+    );
+    assert_eq!(snapshot(&app, &[]), before);
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct Reseal {
 pub(crate) struct ResealKey {
     key: cairn_keys::SigningKey,
     name: String,
+    /// The keyring, whose public keys are the ones seal checks trust.
+    keys_dir: PathBuf,
 }
 
 impl ResealKey {
@@ -53,6 +55,7 @@ impl ResealKey {
         Ok(Some(ResealKey {
             key,
             name: reseal.key.clone(),
+            keys_dir: reseal.keys_dir.clone(),
         }))
     }
 
@@ -64,16 +67,26 @@ impl ResealKey {
 
 /// Refuses to change a sealed leaf of a `verify: required` family without a key to seal it
 /// again: the change would break the seal, so its scripts and every later launch would fail.
+/// A reseal starts from an intact seal, so that it never signs changes made outside Cairn.
 pub(crate) fn check_sealed(
     leaf: &NodePaths,
     opts: &Options,
     reseal: Option<&ResealKey>,
     verb: &'static str,
 ) -> Result<()> {
-    if opts.seal_required && reseal.is_none() && leaf.seal().exists() {
-        return Err(Error::Sealed { verb });
+    if !leaf.seal().exists() {
+        return Ok(());
     }
-    Ok(())
+    match reseal {
+        Some(reseal) => match crate::seal::check_seal(&leaf.root, &reseal.keys_dir) {
+            Err(Error::SealBroken { path, change, .. }) => {
+                Err(Error::ResealAltered { path, change })
+            }
+            other => other,
+        },
+        None if opts.seal_required => Err(Error::Sealed { verb }),
+        None => Ok(()),
+    }
 }
 
 impl Default for Options {
