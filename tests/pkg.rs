@@ -156,7 +156,7 @@ fn compile_greeter(work: &Path) -> (Vec<u8>, Vec<u8>) {
 
 /// The test repository: libgreet (a shared library), greet (needs it), withpost (a
 /// postinst that writes into the node's var from inside the sandbox), badpost (a failing
-/// postinst), clash (a file greet also has) and bulk (several files, for kill tests).
+/// postinst), postlocal (a postinst that writes a sealed file, in the node's local/), clash (a file greet also has) and bulk (several files, for kill tests).
 fn repo(w: &World) -> PathBuf {
     let repo = w.path("repo");
     let work = w.path("build");
@@ -173,6 +173,9 @@ fn repo(w: &World) -> PathBuf {
             .file("usr/share/withpost/data", "d\n", 0o644)
             .postinst("#!/bin/sh\nset -e\necho \"$DPKG_MAINTSCRIPT_NAME $1\" > /nodes/app/var/postinst-ran\n"),
         Pkg::new("badpost", "1.0").file("usr/bin/badpost", "#!/bin/sh\n", 0o755).postinst("#!/bin/sh\nexit 3\n"),
+        Pkg::new("postlocal", "1.0")
+            .file("usr/share/postlocal/data", "d\n", 0o644)
+            .postinst("#!/bin/sh\nset -e\necho configured > /nodes/app/local/configured\n"),
         Pkg::new("clash", "1.0").file("usr/bin/greet", "#!/bin/sh\necho impostor\n", 0o755),
         Pkg::new("bulk", "1.0")
             .conffile("etc/bulk.conf", "one\n")
@@ -1003,4 +1006,275 @@ fn signed_repository_is_checked_by_apt() {
     ));
     install(&w, &node, &["bulk"]).success();
     assert_eq!(packages(&w, &node), ["bulk"]);
+}
+
+// ---- nested nodes and sealed installs -------------------------------------------------------
+
+/// sys > plat > app nested on disk, each with the test repository and a package of its own
+/// (libgreet in sys, bulk in plat, greet in app).
+fn nested_family(w: &World) -> (PathBuf, PathBuf, PathBuf) {
+    let repo = repo(w);
+    let sys = w.node("nodes/sys", "sys", "system");
+    let plat = w.node("nodes/sys/plat", "plat", "leaf");
+    let app = w.node("nodes/sys/plat/app", "app", "leaf");
+    let line = format!("deb [trusted=yes] file:{} ./", repo.display());
+    for node in [&sys, &plat, &app] {
+        w.cairn()
+            .args(["node", "add-repo"])
+            .arg(node)
+            .arg(&line)
+            .assert()
+            .success();
+    }
+    install(w, &sys, &["libgreet"]).success();
+    install(w, &plat, &["bulk"]).success();
+    install(w, &app, &["greet"]).success();
+    (sys, plat, app)
+}
+
+/// Adds `verify: required` to a node made from the leaf template.
+fn require_verify(node: &Path) {
+    let yaml = node.join("etc/cairn/node.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap().replacen(
+        "config:\n",
+        "config:\n  verify: required\n",
+        1,
+    );
+    std::fs::write(&yaml, text).unwrap();
+}
+
+fn run_true(w: &World, node: &Path) -> assert_cmd::assert::Assert {
+    w.cairn()
+        .args(["run", "--node"])
+        .arg(node)
+        .args(["--", "true"])
+        .assert()
+}
+
+#[test]
+fn verify_and_seal_of_a_parent_stop_at_child_nodes() {
+    let w = World::new();
+    let (sys, plat, app) = nested_family(&w);
+    for node in [&sys, &plat, &app] {
+        w.cairn()
+            .args(["node", "verify"])
+            .arg(node)
+            .assert()
+            .success()
+            .stdout("");
+    }
+    // A real stray file of the parent is still reported, and only it.
+    std::fs::write(plat.join("usr/bin/stray"), "x").unwrap();
+    let out = w
+        .cairn()
+        .args(["node", "verify", "--json"])
+        .arg(&plat)
+        .assert()
+        .code(1);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["unowned"], serde_json::json!(["/usr/bin/stray"]));
+    std::fs::remove_file(plat.join("usr/bin/stray")).unwrap();
+
+    // The parent's seal covers its own files only: the child changing does not break it.
+    require_verify(&plat);
+    w.cairn().args(["key", "create", "k"]).assert().success();
+    w.cairn()
+        .args(["node", "seal", "--key", "k"])
+        .arg(&plat)
+        .assert()
+        .success();
+    run_true(&w, &plat).success();
+    std::fs::write(app.join("usr/share/doc/greet/README"), "changed\n").unwrap();
+    std::fs::write(app.join("usr/bin/new-in-app"), "x").unwrap();
+    run_true(&w, &plat).success();
+    // A new directory made to look like a node does not hide from the parent's seal.
+    write(
+        &plat.join("usr/lib/evil/etc/cairn/node.yaml"),
+        "node: {alias: fake}\n",
+    );
+    write(&plat.join("usr/lib/evil/payload"), "x");
+    run_true(&w, &plat)
+        .code(1)
+        .stderr(predicate::str::contains("/usr/lib/evil was added"));
+}
+
+/// Every file, symlink and directory below `root` (outside `skip`, node-relative prefixes)
+/// with its mode and content: two equal snapshots mean a byte-identical tree.
+fn snapshot(root: &Path, skip: &[&str]) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut Vec<(String, u32, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if skip
+                .iter()
+                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+            {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push((rel, mode, target.into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
+                out.push((rel, mode, Vec::new()));
+                walk(root, &path, skip, out);
+            } else {
+                out.push((rel, mode, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, skip, &mut out);
+    out.sort();
+    out
+}
+
+/// base > app with bulk in app, `verify: required` in app, app sealed with key k.
+fn sealed_required(w: &World) -> PathBuf {
+    let (_base, app) = family(w);
+    install(w, &app, &["bulk"]).success();
+    require_verify(&app);
+    w.cairn().args(["key", "create", "k"]).assert().success();
+    w.cairn()
+        .args(["node", "seal", "--key", "k"])
+        .arg(&app)
+        .assert()
+        .success();
+    run_true(w, &app).success();
+    app
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+#[test]
+fn changing_packages_of_a_sealed_required_node_is_refused_up_front() {
+    let w = World::new();
+    let app = sealed_required(&w);
+    let before = snapshot(&app, &[]);
+    let refused = install(&w, &app, &["withpost"]).code(1);
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "cairn: cannot install into {}: the node is sealed (verify: required); add --reseal KEY to install and seal it again\n",
+            app.display()
+        )
+    );
+    assert_eq!(snapshot(&app, &[]), before, "a refusal changes nothing");
+    let refused = w
+        .cairn()
+        .args(["node", "remove"])
+        .arg(&app)
+        .arg("bulk")
+        .assert()
+        .code(1);
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "cairn: cannot remove from {}: the node is sealed (verify: required); add --reseal KEY to remove and seal it again\n",
+            app.display()
+        )
+    );
+    assert_eq!(snapshot(&app, &[]), before);
+    // A key that is not in the keyring: one line, nothing changed.
+    let wrong = w
+        .cairn()
+        .args(["node", "install", "--reseal", "nokey"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .code(1);
+    let line = stderr_of(&wrong);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("no key nokey"), "{line}");
+    assert_eq!(snapshot(&app, &[]), before);
+    run_true(&w, &app).success();
+    // A reseal never signs a change made behind Cairn's back.
+    std::fs::write(app.join("usr/share/bulk/c"), "altered").unwrap();
+    let before = snapshot(&app, &[]);
+    let tampered = w
+        .cairn()
+        .args(["node", "install", "--reseal", "k"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .code(1);
+    assert_eq!(
+        stderr_of(&tampered),
+        format!(
+            "cairn: cannot install into {}: refusing to reseal: the node no longer matches its seal (/usr/share/bulk/c was modified); restore it, or seal it as it is with `cairn node seal` first\n",
+            app.display()
+        )
+    );
+    assert_eq!(snapshot(&app, &[]), before);
+}
+
+#[test]
+fn reseal_installs_and_removes_and_seals_again_in_one_transaction() {
+    let w = World::new();
+    let app = sealed_required(&w);
+    let seal = app.join("etc/cairn/seal.json");
+    let old_seal = std::fs::read(&seal).unwrap();
+    // withpost's postinst runs in the node's sandbox, which checks the seal first.
+    w.cairn()
+        .args(["node", "install", "--reseal", "k"])
+        .arg(&app)
+        .arg("withpost")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("installed withpost 1.0"))
+        .stdout(predicate::str::contains("is sealed and has changed").not());
+    assert_eq!(
+        std::fs::read_to_string(app.join("var/postinst-ran")).unwrap(),
+        "postinst configure\n"
+    );
+    assert_ne!(std::fs::read(&seal).unwrap(), old_seal);
+    w.cairn()
+        .args(["node", "verify"])
+        .arg(&app)
+        .assert()
+        .success()
+        .stdout("");
+    run_true(&w, &app).success();
+
+    // A failing maintainer script rolls back the files and the seal.
+    let before = snapshot(&app, &["var/lib/cairn"]);
+    let seal_before = std::fs::read(&seal).unwrap();
+    w.cairn()
+        .args(["node", "install", "--reseal", "k"])
+        .arg(&app)
+        .arg("badpost")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("badpost: postinst failed"));
+    assert_eq!(snapshot(&app, &["var/lib/cairn"]), before);
+    assert_eq!(std::fs::read(&seal).unwrap(), seal_before);
+    run_true(&w, &app).success();
+
+    // What the postinst itself writes is sealed too: the seal is written again after it.
+    w.cairn()
+        .args(["node", "install", "--reseal", "k"])
+        .arg(&app)
+        .arg("postlocal")
+        .assert()
+        .success();
+    assert!(app.join("local/configured").is_file());
+    run_true(&w, &app).success();
+
+    w.cairn()
+        .args(["node", "remove", "--reseal", "k"])
+        .arg(&app)
+        .args(["withpost", "postlocal"])
+        .assert()
+        .success();
+    assert!(!app.join("usr/share/withpost/data").exists());
+    assert_eq!(packages(&w, &app), ["bulk"]);
+    run_true(&w, &app).success();
 }

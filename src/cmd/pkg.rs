@@ -42,6 +42,8 @@ pub enum PkgCommand {
         /// Do not run maintainer scripts (they normally run inside the node's sandbox).
         #[arg(long)]
         no_scripts: bool,
+        #[command(flatten)]
+        reseal: ResealArg,
         #[arg(long)]
         json: bool,
     },
@@ -52,6 +54,8 @@ pub enum PkgCommand {
         packages: Vec<String>,
         #[arg(long)]
         no_scripts: bool,
+        #[command(flatten)]
+        reseal: ResealArg,
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +64,8 @@ pub enum PkgCommand {
         leaf: PathBuf,
         #[arg(long)]
         no_scripts: bool,
+        #[command(flatten)]
+        reseal: ResealArg,
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +92,15 @@ pub enum PkgCommand {
     },
 }
 
+/// `--reseal KEY` of the changing commands.
+#[derive(Debug, clap::Args)]
+pub struct ResealArg {
+    /// Seal the node again with KEY (from `cairn key create`) as part of the change; needed
+    /// to change a sealed node whose family says `verify: required`.
+    #[arg(long, value_name = "KEY")]
+    reseal: Option<String>,
+}
+
 pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
     match command {
         PkgCommand::AddRepo { leaf, line } => {
@@ -104,9 +119,10 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
             packages,
             force,
             no_scripts,
+            reseal,
             json,
         } => {
-            let mut opts = options(&leaf, no_scripts)?;
+            let mut opts = options(&leaf, no_scripts, reseal)?;
             opts.force = force;
             let family = family(&leaf)?;
             let outcome = with_progress(|p| cairn_pkg::install(&family, &packages, &opts, p))
@@ -117,9 +133,10 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
             leaf,
             packages,
             no_scripts,
+            reseal,
             json,
         } => {
-            let mut opts = options(&leaf, no_scripts)?;
+            let mut opts = options(&leaf, no_scripts, reseal)?;
             opts.descendants = descendants(&leaf)?;
             let family = family(&leaf)?;
             let outcome = with_progress(|p| cairn_pkg::remove(&family, &packages, &opts, p))
@@ -129,9 +146,10 @@ pub fn run(command: PkgCommand) -> anyhow::Result<ExitCode> {
         PkgCommand::Upgrade {
             leaf,
             no_scripts,
+            reseal,
             json,
         } => {
-            let opts = options(&leaf, no_scripts)?;
+            let opts = options(&leaf, no_scripts, reseal)?;
             let family = family(&leaf)?;
             let outcome = with_progress(|p| cairn_pkg::upgrade(&family, &opts, p))
                 .with_context(|| format!("cannot upgrade {}", leaf.display()))?;
@@ -172,10 +190,18 @@ fn descendants(leaf: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Options shared by the changing commands. The host's installed packages count as present
-/// when the family exports the host's `/usr` (a system node made by `--template system`).
-fn options(leaf: &Path, no_scripts: bool) -> anyhow::Result<Options> {
+/// when the family exports the host's `/usr` (a system node made by `--template system`);
+/// `verify: required` in the family keeps a sealed leaf from changing without `--reseal`.
+fn options(leaf: &Path, no_scripts: bool, reseal: ResealArg) -> anyhow::Result<Options> {
     let merged =
         cairn_node::load_family(leaf, &cairn_node::VarContext::from_process())?.merged()?;
+    let reseal = match reseal.reseal {
+        Some(key) => Some(cairn_pkg::Reseal {
+            keys_dir: super::key::keys_dir()?,
+            key,
+        }),
+        None => None,
+    };
     let exports_host_usr = merged
         .exports
         .iter()
@@ -190,6 +216,8 @@ fn options(leaf: &Path, no_scripts: bool) -> anyhow::Result<Options> {
     Ok(Options {
         scripts,
         host_status: exports_host_usr.then(|| PathBuf::from("/var/lib/dpkg/status")),
+        seal_required: merged.config.verify.value == cairn_node::Verify::Required,
+        reseal,
         ..Options::default()
     })
 }

@@ -4,14 +4,13 @@
 //!   that seal nodes; a public key's text form is `ed25519:<base64>`.
 //! - The trust store holds `<dir>/<account>.keys`, one public key a line.
 //! - A signed document is the document followed by one last line
-//!   `#cairn-signature: ed25519:<public key> <base64 signature>`; the signature covers every
-//!   byte before that line. Being a YAML comment, the signed file stays readable YAML.
+//!   `#cairn-signature: ed25519:<public key> <base64 signature>` (a `cairn_keys::Envelope`);
+//!   the signature covers every byte before that line. Being a YAML comment, the signed file
+//!   stays readable YAML.
 
 use crate::error::Error;
 use crate::schema::check_account;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use cairn_keys::{Envelope, SigningKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,12 +59,7 @@ pub fn sign_document(dir: &Path, name: &str, document: &[u8]) -> Result<Vec<u8>,
     if !out.is_empty() && !out.ends_with(b"\n") {
         out.push(b'\n');
     }
-    let signature = key.sign(&out);
-    let line = format!(
-        "{SIGNATURE_PREFIX}{} {}\n",
-        PublicKey(key.verifying_key()),
-        B64.encode(signature.to_bytes())
-    );
+    let line = format!("{SIGNATURE_PREFIX}{}\n", Envelope::sign(&key, &out));
     out.extend_from_slice(line.as_bytes());
     Ok(out)
 }
@@ -92,21 +86,16 @@ pub fn verify_document(signed: &[u8]) -> Result<(String, PublicKey), Error> {
         )
     })?;
     let rest = &line[SIGNATURE_PREFIX.len()..];
-    let (key_text, sig_text) = rest.split_once(' ').ok_or_else(|| {
-        Error::Signature(
+    if !rest.trim().contains(' ') {
+        return Err(Error::Signature(
             "malformed signature line (expected \"#cairn-signature: KEY SIGNATURE\")".into(),
-        )
-    })?;
-    let key: PublicKey = key_text
+        ));
+    }
+    let envelope: Envelope = rest
         .parse()
         .map_err(|e| Error::Signature(format!("malformed signature line: {e}")))?;
-    let sig_bytes = B64.decode(sig_text.trim()).map_err(|_| {
-        Error::Signature("malformed signature line: signature is not base64".into())
-    })?;
-    let signature = Signature::from_slice(&sig_bytes).map_err(|_| {
-        Error::Signature("malformed signature line: signature is not 64 bytes".into())
-    })?;
-    key.0.verify_strict(body, &signature).map_err(|_| {
+    let key = envelope.key;
+    envelope.verify(body).map_err(|_| {
         Error::Signature(format!(
             "signature by {key} does not verify: the document was changed after signing"
         ))

@@ -213,6 +213,16 @@ pub fn app_socket(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join("apps").join(format!("{name}.sock"))
 }
 
+/// A node's own file, relative to the node's directory.
+pub const NODE_FILE: &str = "etc/cairn/node.yaml";
+
+/// The one rule for "is this directory a node": it holds a [`NODE_FILE`]. Family discovery
+/// (cairn-node) and every walk over a node's files (cairn-pkg: verify, seals) use it, so
+/// that a walk stops exactly where a descendant node begins.
+pub fn is_node(dir: &Path) -> bool {
+    dir.join(NODE_FILE).is_file()
+}
+
 /// Whether `name` may name an app or a VM: such names become file, socket and command names,
 /// so they keep to lowercase letters, digits and dashes (not leading), at most 64 bytes.
 pub fn is_safe_name(name: &str) -> bool {

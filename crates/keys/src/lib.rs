@@ -6,13 +6,18 @@
 //! - `<name>.pub`: `ed25519:<base64> <name>`; a directory of `.pub` files is also what seal
 //!   checks trust.
 //! - A public key's text form is `ed25519:<base64>` everywhere (export, trust, seals).
+//! - A signature is an [`Envelope`]: `ed25519:<base64 key> <base64 signature>`, checked with
+//!   strict verification. Schema signature lines and node seals both carry one.
 //!
 //! It does not define what is signed (documents, manifests): the callers do.
 #![forbid(unsafe_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
+
+/// A secret key of the keyring (callers sign through [`Envelope::sign`]).
+pub use ed25519_dalek::SigningKey;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -34,6 +39,10 @@ pub enum Error {
     BadFile { path: PathBuf, reason: String },
     #[error("invalid public key {text:?}: {reason} (expected ed25519:<base64>)")]
     BadPublic { text: String, reason: &'static str },
+    #[error("invalid signature: {reason} (expected \"ed25519:<base64 key> <base64 signature>\")")]
+    BadSignature { reason: String },
+    #[error("the signature by {key} does not verify")]
+    Mismatch { key: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -70,6 +79,83 @@ impl FromStr for PublicKey {
         VerifyingKey::from_bytes(&arr)
             .map(PublicKey)
             .map_err(|_| bad("not a valid ed25519 point"))
+    }
+}
+
+/// A signature together with the public key that made it: Cairn's one signature format,
+/// shared by signed schema documents and node seals. Its text form is
+/// `ed25519:<base64 key> <base64 signature>`. Verification is strict (`verify_strict`:
+/// no small-order keys, no malleable signatures), whoever the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub key: PublicKey,
+    signature: Signature,
+}
+
+impl Envelope {
+    /// Signs `message` with `key`.
+    pub fn sign(key: &SigningKey, message: &[u8]) -> Envelope {
+        Envelope {
+            key: PublicKey(key.verifying_key()),
+            signature: key.sign(message),
+        }
+    }
+
+    /// Checks that this envelope's key signed exactly `message`.
+    pub fn verify(&self, message: &[u8]) -> Result<(), Error> {
+        self.key
+            .0
+            .verify_strict(message, &self.signature)
+            .map_err(|_| Error::Mismatch {
+                key: self.key.to_string(),
+            })
+    }
+
+    /// Reads the form seals had before the envelope (format 1 of `seal.json`): the key's text
+    /// form and the signature as 128 hex digits, so that seals written then still verify.
+    pub fn from_legacy_hex(key: &str, signature_hex: &str) -> Result<Envelope, Error> {
+        let bad = |reason: &str| Error::BadSignature {
+            reason: reason.into(),
+        };
+        let text = signature_hex.trim();
+        if text.len() != 128 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("not 64 bytes of hex"));
+        }
+        let mut bytes = [0u8; 64];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| bad("not 64 bytes of hex"))?;
+        }
+        Ok(Envelope {
+            key: key.parse()?,
+            signature: Signature::from_bytes(&bytes),
+        })
+    }
+}
+
+impl fmt::Display for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, B64.encode(self.signature.to_bytes()))
+    }
+}
+
+impl FromStr for Envelope {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::BadSignature {
+            reason: reason.into(),
+        };
+        let (key, signature) = s
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("expected a key and a signature"))?;
+        let key: PublicKey = key.parse()?;
+        let bytes = B64
+            .decode(signature.trim())
+            .map_err(|_| bad("signature is not base64"))?;
+        let signature =
+            Signature::from_slice(&bytes).map_err(|_| bad("signature is not 64 bytes"))?;
+        Ok(Envelope { key, signature })
     }
 }
 
@@ -272,6 +358,61 @@ mod tests {
         assert_eq!(PublicKey(signing.verifying_key()).to_string(), info.public);
         let err = load_signing_key(&keys, "nope").unwrap_err().to_string();
         assert!(err.contains("cairn key create nope"), "{err}");
+    }
+
+    #[test]
+    fn envelopes_round_trip_verify_strictly_and_read_the_old_hex_form() {
+        let dir = tempfile::tempdir().unwrap();
+        create_key(dir.path(), "k").unwrap();
+        let key = load_signing_key(dir.path(), "k").unwrap();
+        let envelope = Envelope::sign(&key, b"message");
+        envelope.verify(b"message").unwrap();
+        let err = envelope.verify(b"messagf").unwrap_err().to_string();
+        assert!(err.contains("does not verify"), "{err}");
+        let text = envelope.to_string();
+        assert!(text.starts_with("ed25519:"), "{text}");
+        assert_eq!(text.parse::<Envelope>().unwrap(), envelope);
+        // The old seal form: the same signature as hex, beside the key.
+        let hex: String = key
+            .sign(b"message")
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let old = Envelope::from_legacy_hex(&envelope.key.to_string(), &hex).unwrap();
+        assert_eq!(old, envelope);
+        old.verify(b"message").unwrap();
+        assert!(Envelope::from_legacy_hex(&envelope.key.to_string(), &hex[2..]).is_err());
+        let (key_text, _) = text.split_once(' ').unwrap();
+        for bad in [
+            key_text.to_string(),
+            format!("{key_text} !!!"),
+            format!("{key_text} AAAA"),
+            format!("ed25519:AAAA {}", text.split_once(' ').unwrap().1),
+        ] {
+            assert!(bad.parse::<Envelope>().is_err(), "{bad}");
+        }
+        // The identity as public key with R = identity, s = 0 "signs" every message for
+        // plain `verify`; strict verification refuses it.
+        let identity = VerifyingKey::from_bytes(&{
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        })
+        .unwrap();
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let forged = Envelope {
+            key: PublicKey(identity),
+            signature: Signature::from_bytes(&sig),
+        };
+        use ed25519_dalek::Verifier;
+        assert!(
+            identity
+                .verify(b"anything", &Signature::from_bytes(&sig))
+                .is_ok()
+        );
+        assert!(forged.verify(b"anything").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Finding a leaf's family on disk and loading it: parse, check identities, expand, and
 //! enforce the sticky restrictions.
 
+use cairn_config::{NODE_FILE, is_node};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +13,6 @@ use crate::model::{self, Converter, FileModel, SHARE_NAMES};
 use crate::vars::{LazyVars, NodeVars, Scope, VarContext};
 use serde_saphyr::Spanned;
 
-/// Relative location of a node's file.
-pub(crate) const NODE_FILE: &str = "etc/cairn/node.yaml";
 /// Relative location of a node's administrator file.
 pub(crate) const ADMIN_FILE: &str = "etc/cairn/node-admin.yaml";
 
@@ -55,11 +54,6 @@ impl Family {
     pub fn system(&self) -> &Node {
         &self.nodes[0]
     }
-}
-
-/// Whether `dir` holds a node file.
-pub(crate) fn is_node(dir: &Path) -> bool {
-    dir.join(NODE_FILE).is_file()
 }
 
 /// Node directories from `leaf` up to `/`, root first (leaf included, not checked).

@@ -8,10 +8,11 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::family::{ADMIN_FILE, NODE_FILE, is_node, valid_alias};
+use crate::family::{ADMIN_FILE, valid_alias};
 use crate::format::IdentityOnly;
 use crate::model;
 use crate::templates::{self, Template};
+use cairn_config::{NODE_FILE, is_node};
 
 /// A node as listings show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

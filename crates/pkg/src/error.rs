@@ -87,6 +87,12 @@ pub enum Error {
     BadSeal { path: PathBuf, reason: String },
     #[error("{node}: seal is signed by a key not in {dir}")]
     UntrustedSeal { node: PathBuf, dir: PathBuf },
+    #[error("the node is sealed (verify: required); add --reseal KEY to {verb} and seal it again")]
+    Sealed { verb: &'static str },
+    #[error(
+        "refusing to reseal: the node no longer matches its seal (/{path} {change}); restore it, or seal it as it is with `cairn node seal` first"
+    )]
+    ResealAltered { path: String, change: String },
     #[error("{node}: sealed node altered: /{path} {change}")]
     SealBroken {
         node: PathBuf,

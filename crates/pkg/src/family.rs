@@ -22,6 +22,71 @@ pub struct Options {
     pub host_status: Option<PathBuf>,
     /// Nodes below the leaf, whose packages may depend on the leaf's (removal checks).
     pub descendants: Vec<PathBuf>,
+    /// The family says `verify: required`: a sealed leaf is not changed unless `reseal`
+    /// says how to seal it again (its maintainer scripts, and every later launch, check
+    /// the seal).
+    pub seal_required: bool,
+    /// `--reseal KEY`: seal the leaf again as part of the change, inside its transaction.
+    pub reseal: Option<Reseal>,
+}
+
+/// A key of Cairn's keyring to seal the leaf again with (as `cairn node seal --key` takes).
+#[derive(Debug, Clone)]
+pub struct Reseal {
+    pub keys_dir: PathBuf,
+    pub key: String,
+}
+
+/// The key a change reseals with, loaded before anything is touched.
+pub(crate) struct ResealKey {
+    key: cairn_keys::SigningKey,
+    name: String,
+    /// The keyring, whose public keys are the ones seal checks trust.
+    keys_dir: PathBuf,
+}
+
+impl ResealKey {
+    /// Loads `opts.reseal`'s key: a wrong name fails here, before the node is opened.
+    pub(crate) fn load(opts: &Options) -> Result<Option<ResealKey>> {
+        let Some(reseal) = &opts.reseal else {
+            return Ok(None);
+        };
+        let key = cairn_keys::load_signing_key(&reseal.keys_dir, &reseal.key)?;
+        Ok(Some(ResealKey {
+            key,
+            name: reseal.key.clone(),
+            keys_dir: reseal.keys_dir.clone(),
+        }))
+    }
+
+    /// Writes the leaf's seal for what it holds now (the caller holds its lock).
+    pub(crate) fn seal(&self, leaf: &NodePaths) -> Result<()> {
+        crate::seal::write_seal(leaf, &self.key, &self.name).map(|_| ())
+    }
+}
+
+/// Refuses to change a sealed leaf of a `verify: required` family without a key to seal it
+/// again: the change would break the seal, so its scripts and every later launch would fail.
+/// A reseal starts from an intact seal, so that it never signs changes made outside Cairn.
+pub(crate) fn check_sealed(
+    leaf: &NodePaths,
+    opts: &Options,
+    reseal: Option<&ResealKey>,
+    verb: &'static str,
+) -> Result<()> {
+    if !leaf.seal().exists() {
+        return Ok(());
+    }
+    match reseal {
+        Some(reseal) => match crate::seal::check_seal(&leaf.root, &reseal.keys_dir) {
+            Err(Error::SealBroken { path, change, .. }) => {
+                Err(Error::ResealAltered { path, change })
+            }
+            other => other,
+        },
+        None if opts.seal_required => Err(Error::Sealed { verb }),
+        None => Ok(()),
+    }
 }
 
 impl Default for Options {
@@ -31,6 +96,8 @@ impl Default for Options {
             scripts: Scripts::Skip,
             host_status: None,
             descendants: Vec::new(),
+            seal_required: false,
+            reseal: None,
         }
     }
 }

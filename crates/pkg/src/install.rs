@@ -6,7 +6,7 @@ use crate::control::Paragraph;
 use crate::db::{Db, conffiles_field, parse_conffiles_field};
 use crate::deb::{EntryKind, Staged, md5_file, stage_deb};
 use crate::error::{Error, Result};
-use crate::family::{Opened, Options, open, owners};
+use crate::family::{Opened, Options, ResealKey, check_sealed, open, owners};
 use crate::progress::{Event, Phase};
 use crate::scripts::{Invocation, run as run_script};
 use crate::txn::{Change, Txn};
@@ -46,6 +46,7 @@ pub fn install(
     opts: &Options,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome> {
+    let reseal = ResealKey::load(opts)?;
     let opened = open(family, &[], progress)?;
     let own = Db::load(&opened.leaf)?;
     let mut outcome = Outcome::default();
@@ -65,6 +66,7 @@ pub fn install(
     if wanted.is_empty() {
         return Ok(outcome);
     }
+    check_sealed(&opened.leaf, opts, reseal.as_ref(), "install")?;
     let exclude = if opts.force {
         wanted.clone()
     } else {
@@ -87,8 +89,18 @@ pub fn install(
         }
     }
     if !plan.installs.is_empty() {
-        outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
-        outcome.notes.extend(stale_seal_note(&opened.leaf));
+        outcome.changes = apply_plan(
+            &opened,
+            own,
+            &apt,
+            &plan.installs,
+            opts,
+            reseal.as_ref(),
+            progress,
+        )?;
+        outcome
+            .notes
+            .extend(stale_seal_note(&opened.leaf, reseal.as_ref()));
     }
     Ok(outcome)
 }
@@ -99,6 +111,7 @@ pub fn upgrade(
     opts: &Options,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome> {
+    let reseal = ResealKey::load(opts)?;
     let opened = open(family, &[], progress)?;
     let own = Db::load(&opened.leaf)?;
     let apt = prepare_apt(&opened, &own, opts, &[])?;
@@ -113,14 +126,28 @@ pub fn upgrade(
         outcome.notes.push("all packages are up to date".into());
         return Ok(outcome);
     }
-    outcome.changes = apply_plan(&opened, own, &apt, &plan.installs, opts, progress)?;
-    outcome.notes.extend(stale_seal_note(&opened.leaf));
+    check_sealed(&opened.leaf, opts, reseal.as_ref(), "upgrade")?;
+    outcome.changes = apply_plan(
+        &opened,
+        own,
+        &apt,
+        &plan.installs,
+        opts,
+        reseal.as_ref(),
+        progress,
+    )?;
+    outcome
+        .notes
+        .extend(stale_seal_note(&opened.leaf, reseal.as_ref()));
     Ok(outcome)
 }
 
-/// A sealed node no longer matches its seal once its packages change.
-pub(crate) fn stale_seal_note(leaf: &crate::layout::NodePaths) -> Option<String> {
-    leaf.seal().exists().then(|| {
+/// A sealed node no longer matches its seal once its packages change (unless resealed).
+pub(crate) fn stale_seal_note(
+    leaf: &crate::layout::NodePaths,
+    reseal: Option<&ResealKey>,
+) -> Option<String> {
+    (reseal.is_none() && leaf.seal().exists()).then(|| {
         format!(
             "{} is sealed and has changed: seal it again (cairn node seal)",
             leaf.root.display()
@@ -156,13 +183,17 @@ pub(crate) fn prepare_apt_with_status(opened: &Opened, status: &str) -> Result<A
     Ok(apt)
 }
 
-/// Downloads and installs `plan` in one transaction; any failure leaves the node as it was.
+/// Downloads and installs `plan` in one transaction; any failure leaves the node as it was
+/// (its seal included). With `reseal`, the new seal is written once the files and the
+/// database are in place, before the postinsts run (their sandbox checks it), and again
+/// after them, all before the commit.
 fn apply_plan(
     opened: &Opened,
     mut own: Db,
     apt: &Apt,
     plan: &[Planned],
     opts: &Options,
+    reseal: Option<&ResealKey>,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Vec<PackageChange>> {
     let total = plan.len();
@@ -199,7 +230,13 @@ fn apply_plan(
         let (dirs, changes) = file_changes(&own, &staged)?;
         txn.apply(&dirs, &changes)?;
         record(&mut own, &staged)?;
+        if let Some(reseal) = reseal {
+            reseal.seal(&opened.leaf)?;
+        }
         configure(opened, plan, &staged, opts, progress)?;
+        if let Some(reseal) = reseal {
+            reseal.seal(&opened.leaf)?;
+        }
         Ok(())
     })();
     match result {

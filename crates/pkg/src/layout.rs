@@ -15,7 +15,7 @@ pub struct NodePaths {
 impl NodePaths {
     /// Fails when `root` is not a node directory.
     pub fn open(root: &Path) -> Result<NodePaths> {
-        if !root.join("etc/cairn/node.yaml").is_file() {
+        if !cairn_config::is_node(root) {
             return Err(Error::NotANode {
                 path: root.to_path_buf(),
             });
@@ -114,17 +114,6 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses lowercase or uppercase hex; None on odd length or bad digits.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Ensures that no existing component between `root` and `rel`'s parent is a symlink, so
 /// that writing `root/rel` cannot land outside the node.
 pub fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<()> {
@@ -154,11 +143,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_round_trip() {
+    fn hex_of_bytes() {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
-        assert_eq!(unhex("000fff"), Some(vec![0, 15, 255]));
-        assert_eq!(unhex("0g"), None);
-        assert_eq!(unhex("abc"), None);
     }
 
     #[test]

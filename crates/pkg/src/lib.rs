@@ -34,7 +34,7 @@ mod txn;
 mod verify;
 
 pub use error::{Error, Result};
-pub use family::Options;
+pub use family::{Options, Reseal};
 pub use install::{Action, Outcome, PackageChange, install, upgrade};
 pub use keys::{KeyInfo, create_key, export_key, list_keys};
 pub use progress::{Event, Phase, Progress};

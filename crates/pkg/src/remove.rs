@@ -4,7 +4,7 @@
 use crate::control::{Paragraph, parse_relations};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::family::{Options, open, owners, provided_names};
+use crate::family::{Options, ResealKey, check_sealed, open, owners, provided_names};
 use crate::install::{Action, Outcome, PackageChange};
 use crate::layout::NodePaths;
 use crate::progress::{Event, Phase};
@@ -34,6 +34,7 @@ pub fn remove(
     opts: &Options,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome> {
+    let reseal = ResealKey::load(opts)?;
     let opened = open(family, &opts.descendants, progress)?;
     let mut own = Db::load(&opened.leaf)?;
     let mut targets = Vec::new();
@@ -45,8 +46,17 @@ pub fn remove(
         targets.push(p.clone());
     }
     check_dependents(&opened.ancestors, &own, &targets, &opts.descendants)?;
+    check_sealed(&opened.leaf, opts, reseal.as_ref(), "remove")?;
     let mut txn = Txn::begin(&opened.leaf)?;
-    let result = remove_in(&opened.leaf, &mut own, &targets, &mut txn, opts, progress);
+    let result = remove_in(
+        &opened.leaf,
+        &mut own,
+        &targets,
+        &mut txn,
+        opts,
+        reseal.as_ref(),
+        progress,
+    );
     match result {
         Ok(dirs) => {
             txn.commit()?;
@@ -70,19 +80,21 @@ pub fn remove(
                 old_version: None,
             })
             .collect(),
-        notes: crate::install::stale_seal_note(&opened.leaf)
+        notes: crate::install::stale_seal_note(&opened.leaf, reseal.as_ref())
             .into_iter()
             .collect(),
     })
 }
 
-/// The steps inside the transaction; returns the directories the packages listed.
+/// The steps inside the transaction; returns the directories the packages listed. With
+/// `reseal`, the seal is written again before the postrms run and after them.
 fn remove_in(
     leaf: &NodePaths,
     own: &mut Db,
     targets: &[Paragraph],
     txn: &mut Txn,
     opts: &Options,
+    reseal: Option<&ResealKey>,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Vec<String>> {
     let mut postrms = Vec::new();
@@ -107,10 +119,16 @@ fn remove_in(
         own.forget(p.package());
     }
     own.save()?;
+    if let Some(reseal) = reseal {
+        reseal.seal(leaf)?;
+    }
     for (p, body) in targets.iter().zip(postrms) {
         if let Some(body) = body {
             script(leaf, opts, p, "postrm", &body)?;
         }
+    }
+    if let Some(reseal) = reseal {
+        reseal.seal(leaf)?;
     }
     progress(Event::Step {
         phase: Phase::Remove,

@@ -1,30 +1,41 @@
 //! Seals: a signed (ed25519) manifest of a node's files in `etc/cairn/seal.json`, and the
-//! launch-time check that the node still matches it.
+//! launch-time check that the node still matches it. The signature is Cairn's one
+//! envelope (`cairn_keys::Envelope`, strict verification); seals of format 1 (the key
+//! beside a hex signature) are still read.
 //!
 //! Sealed: every file and symlink of the node (content hash, mode, link target) except
 //! `var/` (run-time data) whose only sealed parts are dpkg's `status` and `info/`, and
-//! except the seal itself. Directories are not sealed; the files in them are.
+//! except the seal itself. Directories are not sealed; the files in them are. A descendant
+//! node (nodes nest in the filesystem) is sealed as one entry saying that a node is there:
+//! its files are its own seal's business, and a directory of this node cannot be turned into
+//! a "node" to hide what is in it.
 
 use crate::error::{Error, Result};
 use crate::family::open;
-use crate::keys::{list_keys, load_signing_key, read_public};
-use crate::layout::{NodePaths, hex, unhex, write_atomic};
+use crate::keys::{list_keys, load_signing_key};
+use crate::layout::{NodePaths, hex, write_atomic};
 use crate::progress::Event;
-use ed25519_dalek::{Signature, Signer, Verifier};
+use cairn_keys::{Envelope, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The file on disk: the manifest as the exact signed text, plus who signed it.
+/// Format 2: `signature` is an envelope (`ed25519:<key> <base64>`). Format 1 (read only):
+/// `key` holds the public key and `signature` 128 hex digits.
 #[derive(Debug, Serialize, Deserialize)]
 struct SealFile {
     format: u32,
     key_name: String,
-    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
     signature: String,
     manifest: String,
 }
+
+/// The format `seal` writes.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
@@ -35,7 +46,7 @@ struct Manifest {
 struct ManifestEntry {
     path: String,
     mode: u32,
-    /// `sha256:<hex>` for files, `link:<target>` for symlinks.
+    /// `sha256:<hex>` for files, `link:<target>` for symlinks, `node` for a descendant node.
     content: String,
 }
 
@@ -56,25 +67,32 @@ pub fn seal(
 ) -> Result<SealSummary> {
     let key = load_signing_key(keys_dir, key_name)?;
     let opened = open(family, &[], progress)?;
-    let files = scan(&opened.leaf.root)?;
+    write_seal(&opened.leaf, &key, key_name)
+}
+
+/// Writes the seal of `leaf` (whose lock the caller holds) signed with `key`.
+pub(crate) fn write_seal(
+    leaf: &NodePaths,
+    key: &SigningKey,
+    key_name: &str,
+) -> Result<SealSummary> {
+    let files = scan(&leaf.root)?;
     let count = files.len();
-    let manifest =
-        serde_json::to_string(&Manifest { files }).map_err(json_err(&opened.leaf.seal()))?;
-    let signature = key.sign(manifest.as_bytes());
-    let public = cairn_keys::PublicKey(key.verifying_key()).to_string();
+    let manifest = serde_json::to_string(&Manifest { files }).map_err(json_err(&leaf.seal()))?;
+    let envelope = Envelope::sign(key, manifest.as_bytes());
     let file = SealFile {
-        format: 1,
+        format: FORMAT,
         key_name: key_name.to_string(),
-        key: public.clone(),
-        signature: hex(&signature.to_bytes()),
+        key: None,
+        signature: envelope.to_string(),
         manifest,
     };
-    let text = serde_json::to_vec_pretty(&file).map_err(json_err(&opened.leaf.seal()))?;
-    write_atomic(&opened.leaf.seal(), &text, 0o644)?;
+    let text = serde_json::to_vec_pretty(&file).map_err(json_err(&leaf.seal()))?;
+    write_atomic(&leaf.seal(), &text, 0o644)?;
     Ok(SealSummary {
         files: count,
         key_name: key_name.to_string(),
-        key: public,
+        key: envelope.key.to_string(),
     })
 }
 
@@ -92,22 +110,21 @@ pub fn check_seal(node: &Path, trusted_keys_dir: &Path) -> Result<(), Error> {
         reason: reason.into(),
     };
     let file: SealFile = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
-    if file.format != 1 {
-        return Err(bad("unknown format"));
+    let envelope = match (file.format, &file.key) {
+        (FORMAT, None) => file.signature.parse::<Envelope>(),
+        (1, Some(key)) => Envelope::from_legacy_hex(key, &file.signature),
+        _ => return Err(bad("unknown format")),
     }
-    let trusted = list_keys(trusted_keys_dir)?
-        .into_iter()
-        .find(|k| k.public == file.key)
-        .ok_or_else(|| Error::UntrustedSeal {
+    .map_err(|e| bad(&e.to_string()))?;
+    let key = envelope.key.to_string();
+    if !list_keys(trusted_keys_dir)?.iter().any(|k| k.public == key) {
+        return Err(Error::UntrustedSeal {
             node: node.to_path_buf(),
             dir: trusted_keys_dir.to_path_buf(),
-        })?;
-    let key = read_public(&trusted_keys_dir.join(format!("{}.pub", trusted.name)))?;
-    let signature: [u8; 64] = unhex(&file.signature)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("signature is not 64 bytes of hex"))?;
-    key.0
-        .verify(file.manifest.as_bytes(), &Signature::from_bytes(&signature))
+        });
+    }
+    envelope
+        .verify(file.manifest.as_bytes())
         .map_err(|_| bad("signature does not match the manifest"))?;
     let manifest: Manifest =
         serde_json::from_str(&file.manifest).map_err(|e| bad(&e.to_string()))?;
@@ -187,7 +204,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ManifestEntry>) -> Result<()> {
         }
         let meta = std::fs::symlink_metadata(&path).map_err(Error::io(&path))?;
         let mode = meta.permissions().mode() & 0o7777;
-        if meta.is_dir() {
+        if meta.is_dir() && cairn_config::is_node(&path) {
+            out.push(ManifestEntry {
+                path: rel,
+                mode,
+                content: "node".into(),
+            });
+        } else if meta.is_dir() {
             walk(root, &path, out)?;
         } else if is_var_ancestor(&rel) {
             continue;
@@ -287,6 +310,49 @@ mod tests {
         std::fs::write(n.join("etc/cairn/seal.json"), forged).unwrap();
         let err = check_seal(&n, &keys).unwrap_err().to_string();
         assert!(err.contains("signature does not match"), "{err}");
+    }
+
+    /// Seals written before the envelope (format 1: key beside a hex signature) still verify,
+    /// and still fail when the node or the manifest changed.
+    #[test]
+    fn format_1_seals_with_hex_signatures_are_still_read() {
+        use ed25519_dalek::Signer;
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let keys = dir.path().join("keys");
+        crate::keys::create_key(&keys, "k").unwrap();
+        let key = load_signing_key(&keys, "k").unwrap();
+        // The old encoding, written out by hand as the old code did.
+        let manifest = serde_json::to_string(&Manifest {
+            files: scan(&n).unwrap(),
+        })
+        .unwrap();
+        let old = serde_json::json!({
+            "format": 1,
+            "key_name": "k",
+            "key": cairn_keys::PublicKey(key.verifying_key()).to_string(),
+            "signature": hex(&key.sign(manifest.as_bytes()).to_bytes()),
+            "manifest": manifest,
+        });
+        let seal_path = n.join("etc/cairn/seal.json");
+        std::fs::write(&seal_path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        check_seal(&n, &keys).unwrap();
+        std::fs::write(n.join("usr/bin/tool"), "#!/bin/sh\nevil\n").unwrap();
+        let err = check_seal(&n, &keys).unwrap_err().to_string();
+        assert!(err.contains("/usr/bin/tool was modified"), "{err}");
+        std::fs::write(n.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
+        let forged = old.to_string().replace("usr/bin/tool", "usr/bin/tooo");
+        std::fs::write(&seal_path, forged).unwrap();
+        let err = check_seal(&n, &keys).unwrap_err().to_string();
+        assert!(err.contains("signature does not match"), "{err}");
+        // A new seal is written in the envelope format.
+        seal(std::slice::from_ref(&n), &keys, "k", &mut |_| {}).unwrap();
+        let new: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&seal_path).unwrap()).unwrap();
+        assert_eq!(new["format"], 2);
+        assert!(new.get("key").is_none());
+        assert!(new["signature"].as_str().unwrap().starts_with("ed25519:"));
+        check_seal(&n, &keys).unwrap();
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Journaled changes to a node's files and database, undone on failure or after a crash.
 //!
-//! Layout under `var/lib/cairn/pkg/txn/`: `db/` (a copy of the dpkg database taken first),
+//! Layout under `var/lib/cairn/pkg/txn/`: `db/` (a copy of the dpkg database and of the
+//! node's seal, or `seal.none` when it has none, taken first, so that a command that
+//! reseals the node rolls the seal back with the files),
 //! `journal.json` (every path about to change, written before the first change),
 //! `stage/` (unpacked packages) and `backup/` (files moved out of the way). A file is
 //! replaced by two renames, old to `backup/`, staged to its place, so at any instant each
@@ -12,6 +14,11 @@ use crate::layout::{
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The seal as it was, in the transaction's `db/`; `NO_SEAL` records that there was none.
+/// A transaction with neither (written before seals were kept) leaves the seal alone.
+const SEAL_COPY: &str = "seal.json";
+const NO_SEAL: &str = "seal.none";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
@@ -59,6 +66,11 @@ impl Txn {
         copy_file(&paths.status(), &db.join("status"))?;
         for entry in read_dir(&paths.info())? {
             copy_file(&entry, &db.join("info").join(file_name(&entry)))?;
+        }
+        if paths.seal().exists() {
+            copy_file(&paths.seal(), &db.join(SEAL_COPY))?;
+        } else {
+            write_atomic(&db.join(NO_SEAL), b"", 0o600)?;
         }
         Ok(Txn {
             paths: paths.clone(),
@@ -181,6 +193,7 @@ fn rollback_dir(paths: &NodePaths, dir: &Path) -> Result<()> {
         undo_files(paths, dir, &journal)?;
         restore_db(paths, &dir.join("db"))?;
     }
+    restore_seal(paths, &dir.join("db"))?;
     remove_tree(dir)
 }
 
@@ -199,6 +212,18 @@ fn undo_files(paths: &NodePaths, dir: &Path, journal: &Journal) -> Result<()> {
         let _ = std::fs::remove_dir(paths.root.join(rel));
     }
     Ok(())
+}
+
+/// The seal's copy is complete once it exists (written atomically, last in `begin`), so it
+/// is restored whether or not file changes were journaled.
+fn restore_seal(paths: &NodePaths, snapshot: &Path) -> Result<()> {
+    if snapshot.join(SEAL_COPY).exists() {
+        copy_file(&snapshot.join(SEAL_COPY), &paths.seal())
+    } else if snapshot.join(NO_SEAL).exists() {
+        remove_if_exists(&paths.seal())
+    } else {
+        Ok(())
+    }
 }
 
 fn restore_db(paths: &NodePaths, snapshot: &Path) -> Result<()> {
@@ -345,6 +370,26 @@ mod tests {
         );
         assert!(!paths.info().join("y.list").exists());
         assert!(!paths.txn().exists());
+    }
+
+    #[test]
+    fn rollback_restores_the_seal_as_it_was() {
+        let (_dir, paths) = node();
+        let txn = Txn::begin(&paths).unwrap();
+        std::fs::write(paths.seal(), "written during the transaction").unwrap();
+        txn.rollback().unwrap();
+        assert!(!paths.seal().exists(), "there was no seal before");
+        std::fs::write(paths.seal(), "old seal").unwrap();
+        let txn = Txn::begin(&paths).unwrap();
+        std::fs::write(paths.seal(), "new seal").unwrap();
+        // A crash: the next command's repair restores it too.
+        drop(txn);
+        assert!(repair(&paths).unwrap());
+        assert_eq!(std::fs::read_to_string(paths.seal()).unwrap(), "old seal");
+        let txn = Txn::begin(&paths).unwrap();
+        std::fs::write(paths.seal(), "new seal").unwrap();
+        txn.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(paths.seal()).unwrap(), "new seal");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `verify`: the node's files against its packages' checksums, plus files no package owns.
 //!
-//! Unowned files are looked for everywhere except `etc/cairn/` (the node's own settings)
-//! and `var/` (run-time data, written by programs by design).
+//! Unowned files are looked for everywhere except `etc/cairn/` (the node's own settings),
+//! `var/` (run-time data, written by programs by design) and descendant nodes (nodes nest
+//! in the filesystem; each one is verified on its own).
 
 use crate::control::Paragraph;
 use crate::db::{Db, parse_conffiles_field};
@@ -85,7 +86,7 @@ fn check_package(
     Ok(())
 }
 
-/// Lists files and symlinks below `dir` that no package owns.
+/// Lists files and symlinks below `dir` that no package owns, stopping at descendant nodes.
 fn walk_unowned(
     root: &Path,
     dir: &Path,
@@ -106,7 +107,9 @@ fn walk_unowned(
         }
         let kind = entry.file_type().map_err(Error::io(&path))?;
         if kind.is_dir() {
-            walk_unowned(root, &path, owned, out)?;
+            if !cairn_config::is_node(&path) {
+                walk_unowned(root, &path, owned, out)?;
+            }
         } else if !owned.contains(&rel) {
             out.push(format!("/{rel}"));
         }
