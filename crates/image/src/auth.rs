@@ -247,7 +247,9 @@ pub(crate) fn trusted_cas(certs_dir: Option<&Path>, registry: &str) -> Result<Ve
 
 /// Checks `credentials` against `registry` the way a pull would present them: `GET /v2/` with
 /// HTTP Basic; when the registry answers with a Bearer challenge instead, a token request to
-/// its realm with the same credentials. Refused credentials are an error.
+/// its realm with the same credentials. Refused credentials are an error. (oci-client's own
+/// `auth` cannot serve here: it takes Basic credentials unchecked and a pull swallows a
+/// refused token request, so it would only fail later, on the first pull.)
 pub fn check(registry: &str, credentials: &Credentials, options: &PullOptions) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
