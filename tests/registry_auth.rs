@@ -198,6 +198,16 @@ fn basic_auth_over_tls_from_a_private_ca() {
     // Untrusted CA: one line that says what to do.
     let line = one_line(&pull(&world, &reference));
     assert!(line.contains("certs.d"), "{line}");
+    // A file there that is no certificate: one line, not a silent fallback to system roots.
+    let bad = world
+        .config_dir()
+        .join("certs.d")
+        .join(&registry.addr)
+        .join("bad.crt");
+    support::write(&bad, "not a certificate\n");
+    let line = one_line(&pull(&world, &reference));
+    assert!(line.contains("bad.crt: no PEM certificate"), "{line}");
+    std::fs::remove_file(&bad).unwrap();
     trust(&world, &registry, &pki);
 
     // Anonymous: refused, and the line says how to log in.

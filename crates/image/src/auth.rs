@@ -220,8 +220,12 @@ fn write(path: &Path, file: &AuthFile) -> Result<()> {
     cairn_config::write_atomic(path, &text, 0o600).at(path)
 }
 
-/// The CAs trusted for `registry`: each `*.crt` in `<certs dir>/<registry>/`, in name order.
+/// The CAs trusted for `registry` (DER): the certificates of each `*.crt` in
+/// `<certs dir>/<registry>/`, in name order. A file without a PEM certificate is an error
+/// rather than a CA silently not trusted.
 pub(crate) fn trusted_cas(certs_dir: Option<&Path>, registry: &str) -> Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
     let Some(dir) = certs_dir else {
         return Ok(Vec::new());
     };
@@ -239,10 +243,26 @@ pub(crate) fn trusted_cas(certs_dir: Option<&Path>, registry: &str) -> Result<Ve
         }
     }
     paths.sort();
-    paths
-        .iter()
-        .map(|p| std::fs::read(p).at(p))
-        .collect::<Result<Vec<_>>>()
+    let mut cas = Vec::new();
+    for path in paths {
+        let pem = std::fs::read(&path).at(&path)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                if c.is_empty() {
+                    Err("no PEM certificate in it".to_string())
+                } else {
+                    Ok(c)
+                }
+            })
+            .map_err(|message| Error::Invalid {
+                what: path.display().to_string(),
+                message,
+            })?;
+        cas.extend(certs.into_iter().map(|c| c.to_vec()));
+    }
+    Ok(cas)
 }
 
 /// Checks `credentials` against `registry` the way a pull would present them: `GET /v2/` with
@@ -274,10 +294,10 @@ async fn check_async(
     let refused = || fail("username or password refused".into());
     install_tls_provider();
     let mut builder = reqwest::Client::builder();
-    for pem in trusted_cas(options.certs_dir.as_deref(), &key)? {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| fail(format!("trusted CA: {e}")))?;
-        builder = builder.tls_certs_merge(certs);
+    for der in trusted_cas(options.certs_dir.as_deref(), &key)? {
+        let cert =
+            reqwest::Certificate::from_der(&der).map_err(|e| fail(format!("trusted CA: {e}")))?;
+        builder = builder.tls_certs_merge([cert]);
     }
     let client = builder.build().map_err(|e| fail(e.to_string()))?;
     let https = !options.insecure.iter().any(|h| registry_key(h) == key);

@@ -313,7 +313,7 @@ impl<'a> Remote<'a> {
         let extra_root_certificates = auth::trusted_cas(options.certs_dir.as_deref(), registry)?
             .into_iter()
             .map(|data| Certificate {
-                encoding: CertificateEncoding::Pem,
+                encoding: CertificateEncoding::Der,
                 data,
             })
             .collect();
