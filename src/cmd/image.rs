@@ -1,10 +1,11 @@
 //! `cairn image`: pull, import, list, inspect, remove and garbage-collect OCI images in the
-//! store under the state directory (see the `cairn-image` crate).
+//! store under the state directory (see the `cairn-image` crate), and log in to registries.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cairn_image::auth::{self, Credentials};
 use cairn_image::{ImageStore, Progress, PullOptions, human_bytes};
 use clap::{Args, Subcommand};
 
@@ -24,6 +25,28 @@ pub enum ImageCommand {
     Rm(RmArgs),
     /// Delete blobs and layers no image uses, and leftovers of interrupted work.
     Gc(ListArgs),
+    /// Check a username and password against a registry, then keep them (0600) for pulls.
+    Login(LoginArgs),
+    /// Forget the credentials `cairn image login` stored for a registry.
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry `host[:port]`.
+    pub registry: String,
+    /// Asked on the terminal when not given.
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the password from standard input (never from the command line, where other
+    /// users could see it); without it, it is asked on the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub registry: String,
 }
 
 #[derive(Debug, Args)]
@@ -72,10 +95,18 @@ fn progress() -> Progress {
 
 pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
-    let store = ImageStore::from_config(&config)?;
+    match command {
+        ImageCommand::Login(args) => login(&config, &args),
+        ImageCommand::Logout(args) => logout(&config, &args.registry),
+        other => run_store(&config, other),
+    }
+}
+
+fn run_store(config: &cairn_config::Config, command: ImageCommand) -> anyhow::Result<ExitCode> {
+    let store = ImageStore::from_config(config)?;
     match command {
         ImageCommand::Pull(args) => {
-            let options = PullOptions::from_config(&config);
+            let options = PullOptions::from_config(config);
             let report = store
                 .pull(&args.reference, &options, &progress())
                 .with_context(|| format!("pull {}", args.reference))?;
@@ -142,6 +173,97 @@ pub fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        ImageCommand::Login(args) => return login(config, &args),
+        ImageCommand::Logout(args) => return logout(config, &args.registry),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Nothing is stored unless the registry accepted the credentials.
+fn login(config: &cairn_config::Config, args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    let registry = auth::parse_registry(&args.registry)?;
+    let credentials = read_credentials(args)?;
+    let options = PullOptions::from_config(config);
+    // The error names the registry already.
+    auth::check(&registry, &credentials, &options).context("login")?;
+    let file = config.registry_auth_file();
+    auth::store(&file, &registry, &credentials)?;
+    println!(
+        "logged in to {registry} as {} (credentials in {})",
+        credentials.username,
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logout(config: &cairn_config::Config, registry: &str) -> anyhow::Result<ExitCode> {
+    let registry = auth::parse_registry(registry)?;
+    let file = config.registry_auth_file();
+    if !auth::remove(&file, &registry)? {
+        anyhow::bail!(
+            "not logged in to {registry} (no entry in {})",
+            file.display()
+        );
+    }
+    println!("logged out of {registry}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The username from the flag or the terminal, the password from standard input or the
+/// terminal (not echoed).
+fn read_credentials(args: &LoginArgs) -> anyhow::Result<Credentials> {
+    use std::io::{IsTerminal, Read};
+    let terminal = std::io::stdin().is_terminal();
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None if terminal && !args.password_stdin => prompt("Username: ", true)?,
+        None => anyhow::bail!(
+            "no username: pass --username (standard input is not a terminal to ask on)"
+        ),
+    };
+    let password = if args.password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .context("reading the password from standard input")?;
+        text.trim_end_matches(['\n', '\r']).to_string()
+    } else if terminal {
+        prompt("Password: ", false)?
+    } else {
+        anyhow::bail!("no password: pass it on standard input with --password-stdin")
+    };
+    if username.is_empty() || username.contains(':') {
+        anyhow::bail!("invalid username {username:?}: empty or containing ':'");
+    }
+    if password.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    Ok(Credentials { username, password })
+}
+
+/// Asks on stderr and reads one line from the terminal, with echo off for secrets.
+fn prompt(question: &str, echo: bool) -> anyhow::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let stdin = std::io::stdin();
+    let saved = if echo {
+        None
+    } else {
+        let saved = tcgetattr(&stdin).context("terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("terminal settings")?;
+        Some(saved)
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+    }
+    read.context("reading from the terminal")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

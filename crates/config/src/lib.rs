@@ -189,6 +189,16 @@ impl Config {
         self.config_dir.join("keys")
     }
 
+    /// Registry credentials written by `cairn image login` (docker's config.json layout, 0600).
+    pub fn registry_auth_file(&self) -> PathBuf {
+        self.config_dir.join("registry-auth.json")
+    }
+
+    /// Per-registry trusted CAs: `certs.d/<host:port>/*.crt`.
+    pub fn registry_certs_dir(&self) -> PathBuf {
+        self.config_dir.join("certs.d")
+    }
+
     /// The admin socket of the daemon.
     pub fn admin_socket(&self) -> PathBuf {
         self.run_dir.join("cairn.sock")

@@ -3,10 +3,13 @@
 //! overlayfs form, and hand launchers the ordered layer directories and runtime config of
 //! an image ([`ImageStore::rootfs`]).
 //!
-//! It does not mount or run anything (app launches do), does not push, and does not
-//! authenticate to registries (anonymous pulls only).
+//! Pulls authenticate with the credentials [`auth`] finds (Cairn's `cairn image login` file,
+//! podman's and docker's), by HTTP Basic or Bearer token as the registry asks, and trust
+//! per-registry private CAs. It does not mount or run anything (app launches do) and does
+//! not push.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
 mod digest;
 mod error;
 pub mod export;

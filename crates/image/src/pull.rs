@@ -4,16 +4,20 @@
 //! each layer blob is downloaded to a temporary file while hashed, rejected unless it matches
 //! the manifest's digest, and then unpacked (checking the config's diff_id). Layers already in
 //! the store are not downloaded again. Plain HTTP only for registries listed as insecure.
+//! Credentials and trusted CAs come from [`crate::auth`].
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use oci_spec::image::ImageManifest;
 
+use crate::auth;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::index::ImageRecord;
@@ -26,12 +30,18 @@ use crate::unpack::unpack_layer;
 pub struct PullOptions {
     /// `host:port` of registries that may be reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// Credentials files in lookup order ([`crate::auth`]); none: anonymous pulls.
+    pub auth_files: Vec<PathBuf>,
+    /// `<dir>/<registry>/*.crt` are CAs trusted for that registry.
+    pub certs_dir: Option<PathBuf>,
 }
 
 impl PullOptions {
     pub fn from_config(config: &cairn_config::Config) -> PullOptions {
         PullOptions {
             insecure: config.registries.insecure.clone(),
+            auth_files: auth::lookup_order(config, &cairn_config::Env::from_process()),
+            certs_dir: Some(config.registry_certs_dir()),
         }
     }
 }
@@ -78,7 +88,7 @@ impl ImageStore {
                     message: e.to_string(),
                 })?;
         let _work = self.work_lock()?;
-        let remote = Remote::new(&parsed, options);
+        let remote = Remote::new(&parsed, options)?;
         let (manifest_digest, manifest_bytes) = remote.manifest().await?;
         let what = format!("manifest {manifest_digest}");
         let Document::Manifest(manifest) = manifest::parse_document(&manifest_bytes, &what)? else {
@@ -143,7 +153,7 @@ impl ImageStore {
             .client
             .pull_blob_stream(remote.reference, &descriptor(blob, size))
             .await
-            .map_err(|e| remote.error(&e))?;
+            .map_err(|e| remote.oci_error(&e))?;
         let (sender, receiver) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
         let (tmp, options, label) = (self.tmp_dir(), self.options, blob.to_string());
         let worker = std::thread::spawn(move || {
@@ -250,15 +260,39 @@ struct Remote<'a> {
     reference: &'a Reference,
     /// Reached over https (not listed as insecure).
     https: bool,
+    auth: RegistryAuth,
+    /// The file the credentials came from, named when the registry refuses them.
+    auth_file: Option<PathBuf>,
 }
 
-/// One line, with a hint where a connection failure over https may be a plain-HTTP registry.
-fn explain(message: &str, https: bool) -> String {
+/// One line, with a hint where a connection failure over https may be a plain-HTTP registry
+/// or one whose certificate comes from a private CA.
+pub(crate) fn explain(message: &str, https: bool) -> String {
     let mut text = message.replace('\n', " ");
-    if https && text.contains("error sending request") {
+    if https && text.contains("certificate") {
+        text.push_str(
+            " (a registry with a private CA: put the CA's PEM in certs.d/<host:port>/ca.crt under Cairn's config directory)",
+        );
+    } else if https && text.contains("error sending request") {
         text.push_str(
             " (a plain-HTTP registry must be listed as \"host:port\" in [registries] insecure in cairn.toml)",
         );
+    }
+    text
+}
+
+/// reqwest's Display stops at "error sending request"; the cause (refused connection,
+/// unknown CA) is further down the chain.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
     }
     text
 }
@@ -273,22 +307,46 @@ pub(crate) fn install_tls_provider() {
 const MAX_SMALL_BLOB: u64 = 16 * 1024 * 1024;
 
 impl<'a> Remote<'a> {
-    fn new(reference: &'a Reference, options: &PullOptions) -> Remote<'a> {
+    fn new(reference: &'a Reference, options: &PullOptions) -> Result<Remote<'a>> {
         install_tls_provider();
+        let registry = reference.registry();
+        let extra_root_certificates = auth::trusted_cas(options.certs_dir.as_deref(), registry)?
+            .into_iter()
+            .map(|data| Certificate {
+                encoding: CertificateEncoding::Der,
+                data,
+            })
+            .collect();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
             platform_resolver: None,
+            extra_root_certificates,
             ..ClientConfig::default()
         };
         let https = !options
             .insecure
             .iter()
             .any(|h| h == reference.resolve_registry());
-        Remote {
-            client: Client::new(config),
+        let found = auth::find(&options.auth_files, registry)?;
+        let auth = match &found {
+            Some(f) => RegistryAuth::Basic(
+                f.credentials.username.clone(),
+                f.credentials.password.clone(),
+            ),
+            None => RegistryAuth::Anonymous,
+        };
+        // Client::new would fall back to a default client (without the CAs) on an error.
+        let client = Client::try_from(config).map_err(|e| Error::Registry {
+            registry: registry.to_string(),
+            message: format!("TLS set-up (CAs in certs.d/{registry}): {e}"),
+        })?;
+        Ok(Remote {
+            client,
             reference,
             https,
-        }
+            auth,
+            auth_file: found.map(|f| f.file),
+        })
     }
 
     fn error(&self, e: &dyn std::fmt::Display) -> Error {
@@ -302,14 +360,37 @@ impl<'a> Remote<'a> {
         }
     }
 
+    /// Like [`Remote::error`], saying what to do when the registry wants other credentials.
+    fn oci_error(&self, e: &OciDistributionError) -> Error {
+        let unauthorized = matches!(
+            e,
+            OciDistributionError::UnauthorizedError { .. }
+                | OciDistributionError::AuthenticationFailure(_)
+        );
+        if !unauthorized {
+            return self.error(&error_chain(e));
+        }
+        let registry = auth::registry_key(self.reference.registry());
+        let message = match &self.auth_file {
+            Some(file) => format!(
+                "access denied with the credentials for {registry} from {} (wrong password, or no access to this repository)",
+                file.display()
+            ),
+            None => format!(
+                "authentication required: no credentials for {registry} (run `cairn image login {registry}`)"
+            ),
+        };
+        self.error(&message)
+    }
+
     /// The image manifest for this host, through the index when there is one; its digest is
     /// computed here and checked against what named it.
     async fn manifest(&self) -> Result<(Digest, Vec<u8>)> {
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(self.reference, &RegistryAuth::Anonymous, ACCEPTED)
+            .pull_manifest_raw(self.reference, &self.auth, ACCEPTED)
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.oci_error(&e))?;
         let digest = Digest::of(&bytes);
         if let Some(pinned) = self.reference.digest() {
             Digest::parse(pinned)?.verify("manifest", &digest)?;
@@ -334,9 +415,9 @@ impl<'a> Remote<'a> {
         );
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(&child, &RegistryAuth::Anonymous, ACCEPTED)
+            .pull_manifest_raw(&child, &self.auth, ACCEPTED)
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.oci_error(&e))?;
         wanted.verify("manifest", &Digest::of(&bytes))?;
         Ok((wanted, bytes.to_vec()))
     }
@@ -352,7 +433,7 @@ impl<'a> Remote<'a> {
         self.client
             .pull_blob(self.reference, &descriptor(digest, size), &mut data)
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.oci_error(&e))?;
         digest.verify("config", &Digest::of(&data))?;
         Ok(data)
     }
@@ -366,5 +447,13 @@ mod tests {
         assert!(text.contains("[registries] insecure"), "{text}");
         assert!(!super::explain("error sending request", false).contains("insecure"));
         assert_eq!(super::explain("a\nb", true), "a b");
+        let text = super::explain(
+            "error sending request: invalid peer certificate: UnknownIssuer",
+            true,
+        );
+        assert!(
+            text.contains("certs.d") && !text.contains("insecure"),
+            "{text}"
+        );
     }
 }

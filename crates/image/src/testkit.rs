@@ -4,7 +4,7 @@
 //! Images are packed with this module's own code (no docker, podman or umoci): layer tars
 //! with the `tar` crate, OCI layouts and docker-archives written by hand. [`Registry`] runs
 //! Debian's `docker-registry` on a free loopback port with its storage in a temporary
-//! directory, and stops it when dropped.
+//! directory, and stops it when dropped; [`RegistrySetup`] adds TLS and htpasswd or token auth.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -323,19 +323,84 @@ pub struct Registry {
     /// `127.0.0.1:<port>`
     pub addr: String,
     pub storage: PathBuf,
+    setup: RegistrySetup,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// How a test registry serves and whom it lets in (default: plain HTTP, anyone).
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySetup {
+    /// Serve https with this certificate (PEM, chain) and key (PEM) file.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The CA (PEM) that [`Registry::push`] trusts: the one that signed `tls`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// HTTP Basic auth against this htpasswd file (bcrypt lines, see [`htpasswd_line`]).
+    pub htpasswd: Option<PathBuf>,
+    /// Bearer token auth through a token service.
+    pub token: Option<TokenSetup>,
+    /// What [`Registry::push`] logs in with.
+    pub push_credentials: Option<(String, String)>,
+}
+
+/// The registry's `auth: token` section: tokens are JWTs from `realm`, signed by a key whose
+/// certificate is in `root_cert_bundle`, issued by `issuer` for `service`.
+#[derive(Debug, Clone)]
+pub struct TokenSetup {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub root_cert_bundle: PathBuf,
+}
+
+/// One htpasswd line for `user` with a bcrypt hash (the only kind docker-registry accepts),
+/// made by apache2-utils' `htpasswd`.
+pub fn htpasswd_line(user: &str, password: &str) -> io::Result<String> {
+    let out = Command::new("htpasswd")
+        .args(["-nbB", user, password])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("htpasswd (install apache2-utils): {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("htpasswd: {}", out.status)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string() + "\n")
 }
 
 impl Registry {
     pub fn start() -> io::Result<Registry> {
+        Registry::start_with(RegistrySetup::default())
+    }
+
+    pub fn start_with(setup: RegistrySetup) -> io::Result<Registry> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             storage.display()
         );
+        if let Some((cert, key)) = &setup.tls {
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
+        if let Some(file) = &setup.htpasswd {
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {}\n",
+                file.display()
+            );
+        } else if let Some(t) = &setup.token {
+            config += &format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm,
+                t.service,
+                t.issuer,
+                t.root_cert_bundle.display()
+            );
+        }
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config)?;
         let child = Command::new("docker-registry")
@@ -355,6 +420,7 @@ impl Registry {
             child: Some(child),
             addr,
             storage,
+            setup,
             _dir: Some(dir),
         };
         registry.wait_ready()?;
@@ -367,7 +433,42 @@ impl Registry {
             child: None,
             addr: addr.to_string(),
             storage: PathBuf::new(),
+            setup: RegistrySetup::default(),
             _dir: None,
+        }
+    }
+
+    /// A client for pushing: https trusting the setup's CA when it serves TLS.
+    fn push_client(&self) -> io::Result<oci_client::Client> {
+        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+        crate::pull::install_tls_provider();
+        let protocol = match self.setup.tls {
+            Some(_) => ClientProtocol::Https,
+            None => ClientProtocol::Http,
+        };
+        let extra_root_certificates = self
+            .setup
+            .ca_pem
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.clone(),
+            })
+            .collect();
+        oci_client::Client::try_from(ClientConfig {
+            protocol,
+            extra_root_certificates,
+            ..ClientConfig::default()
+        })
+        .map_err(io::Error::other)
+    }
+
+    fn push_auth(&self) -> oci_client::secrets::RegistryAuth {
+        match &self.setup.push_credentials {
+            Some((user, password)) => {
+                oci_client::secrets::RegistryAuth::Basic(user.clone(), password.clone())
+            }
+            None => oci_client::secrets::RegistryAuth::Anonymous,
         }
     }
 
@@ -403,26 +504,21 @@ impl Registry {
 
     /// Pushes `image` as `<addr>/<repository>:<tag>`; returns the manifest digest.
     pub fn push(&self, image: &ImageSpec, repository: &str, tag: &str) -> io::Result<Digest> {
-        use oci_client::client::{ClientConfig, ClientProtocol};
         let reference = oci_client::Reference::with_tag(
             self.addr.clone(),
             repository.to_string(),
             tag.to_string(),
         );
-        crate::pull::install_tls_provider();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::Http,
-            ..ClientConfig::default()
-        });
+        let client = self.push_client()?;
         let manifest = image.manifest_json();
         let digest = Digest::of(&manifest);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let anon = oci_client::secrets::RegistryAuth::Anonymous;
+            let auth = self.push_auth();
             client
-                .auth(&reference, &anon, oci_client::RegistryOperation::Push)
+                .auth(&reference, &auth, oci_client::RegistryOperation::Push)
                 .await
                 .map_err(io::Error::other)?;
             for blob in image
@@ -457,7 +553,6 @@ impl Registry {
         tag: &str,
         entries: &[(Digest, usize, &str)],
     ) -> io::Result<Digest> {
-        use oci_client::client::{ClientConfig, ClientProtocol};
         let manifests: Vec<_> = entries
             .iter()
             .map(|(d, size, arch)| {
@@ -474,18 +569,14 @@ impl Registry {
             repository.to_string(),
             tag.to_string(),
         );
-        crate::pull::install_tls_provider();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::Http,
-            ..ClientConfig::default()
-        });
+        let client = self.push_client()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let anon = oci_client::secrets::RegistryAuth::Anonymous;
+            let auth = self.push_auth();
             client
-                .auth(&reference, &anon, oci_client::RegistryOperation::Push)
+                .auth(&reference, &auth, oci_client::RegistryOperation::Push)
                 .await
                 .map_err(io::Error::other)?;
             let media = http::HeaderValue::from_static(OCI_INDEX);

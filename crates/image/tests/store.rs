@@ -22,6 +22,7 @@ fn store() -> (tempfile::TempDir, ImageStore) {
 fn insecure(registry: &Registry) -> PullOptions {
     PullOptions {
         insecure: vec![registry.addr.clone()],
+        ..PullOptions::default()
     }
 }
 
