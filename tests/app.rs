@@ -78,7 +78,6 @@ fn image_app_register_launch_and_remove() {
     .unwrap();
     let tar_path = world.path("include.tar");
     fs::write(&tar_path, tar).unwrap();
-    // Outside /tmp: the sandbox's /tmp is a fresh tmpfs over the instance.
     let host_tmp = tempfile::tempdir_in("/var/tmp").unwrap();
     let host_dir = host_tmp.path().join("hostdata");
     support::write(&host_dir.join("conf"), "from host\n");
@@ -365,4 +364,87 @@ fn rootless_image_app() {
         &[OsStr::new("app"), OsStr::new("rm"), OsStr::new("rl")],
     ));
     assert!(fs::symlink_metadata(&app_path).is_err());
+}
+
+/// Include paths are visible wherever they are on the host, also below the directories the
+/// engine mounts itself (its /tmp tmpfs), and kernel filesystems are refused at register.
+#[test]
+fn include_paths_below_engine_mounts() {
+    if !is_root() {
+        return skip("image apps test needs root");
+    }
+    let world = World::new();
+    import_busybox(&world);
+    let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let tmp_file = in_tmp.path().join("f.txt");
+    support::write(&tmp_file, "from tmp\n");
+    let tmp_dir = in_tmp.path().join("tree");
+    support::write(&tmp_dir.join("deep/g.txt"), "tmp tree\n");
+    let in_run = tempfile::tempdir_in("/run").unwrap();
+    let run_file = in_run.path().join("r.txt");
+    support::write(&run_file, "from run\n");
+    let app_path = world.path("bin/inc");
+    world
+        .cairn()
+        .args(["app", "register", "inc", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh", "--app-path"])
+        .arg(&app_path)
+        .arg("--include-path")
+        .arg(&tmp_file)
+        .arg("--include-path")
+        .arg(&tmp_dir)
+        .arg("--include-path")
+        .arg(&run_file)
+        .assert()
+        .success();
+    let show = format!(
+        "cat {} {} {}; echo new > {}; cat {}",
+        tmp_file.display(),
+        tmp_dir.join("deep/g.txt").display(),
+        run_file.display(),
+        tmp_dir.join("new").display(),
+        tmp_dir.join("new").display(),
+    );
+    let out = call(&world, &app_path, &["-c", &show], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from tmp\ntmp tree\nfrom run\nnew\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // Copies: the host's tree is unchanged; the engine's /tmp is still writable.
+    assert!(!tmp_dir.join("new").exists());
+    let out = call(
+        &world,
+        &app_path,
+        &["-c", "echo x > /tmp/w && cat /tmp/w"],
+        b"",
+    );
+    assert_eq!(text(&out.stdout), "x\n", "{}", text(&out.stderr));
+
+    // The sandbox's kernel filesystems take no includes: one line, nothing stored.
+    for bad in ["/proc/cpuinfo", "/dev/null", "/sys/kernel", "/"] {
+        let out = world
+            .cairn()
+            .args(["app", "register", "bad", "--image", "local/busybox:1"])
+            .args(["--target", "/bin/sh", "--include-path", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = text(&out.stderr);
+        let reason = match bad {
+            "/" => "the host's whole root cannot be included".to_string(),
+            _ => format!(
+                "{} belongs to the sandbox (/proc, /sys and /dev take no includes)",
+                &bad[..bad[1..].find('/').map_or(bad.len(), |i| i + 1)]
+            ),
+        };
+        assert_eq!(
+            err,
+            format!("cairn: app bad: include-path {bad}: {reason}\n"),
+            "{bad}"
+        );
+        assert!(!world.config_dir().join("apps/bad.yaml").exists());
+    }
 }
