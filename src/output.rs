@@ -28,7 +28,9 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     };
 }
 
-/// Prints `cairn: outer: inner: root cause` on one line.
+/// Prints `cairn: outer: inner: root cause` on one line: the chain is the binary's context
+/// layers over one library error, whose message already holds its own cause (library errors
+/// return no `source()`; see ARCHITECTURE.md), so each part is printed once.
 pub fn print_error(err: &anyhow::Error) {
     let mut line = String::from("cairn: ");
     for (i, cause) in err.chain().enumerate() {

@@ -328,7 +328,7 @@ async fn feed_watchdog() {
 fn prepare_dir(path: &Path, mode: u32) -> Result<(), Error> {
     let prepare = |source| Error::Prepare {
         path: path.to_path_buf(),
-        source,
+        err: source,
     };
     std::fs::create_dir_all(path).map_err(prepare)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(prepare)
@@ -340,7 +340,7 @@ fn remove_dir_if_present(path: &Path) -> Result<(), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::Prepare {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }),
     }
 }
@@ -357,7 +357,7 @@ fn bind_admin(options: &DaemonOptions) -> Result<UnixListener, Error> {
 fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, Error> {
     let listen = |source| Error::Listen {
         path: path.to_path_buf(),
-        source,
+        err: source,
     };
     match std::fs::remove_file(path) {
         Ok(()) => {}

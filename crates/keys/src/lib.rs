@@ -34,11 +34,8 @@ pub enum Error {
     BadFile { path: PathBuf, reason: String },
     #[error("invalid public key {text:?}: {reason} (expected ed25519:<base64>)")]
     BadPublic { text: String, reason: &'static str },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
 }
 
 /// A public key; its text form is `ed25519:<base64>`.
@@ -97,7 +94,7 @@ pub fn create_key(dir: &Path, name: &str) -> Result<KeyInfo, Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Io {
         path: secret_path.clone(),
-        source: std::io::Error::other(format!("no randomness: {e}")),
+        err: std::io::Error::other(format!("no randomness: {e}")),
     })?;
     let public = PublicKey(SigningKey::from_bytes(&seed).verifying_key()).to_string();
     write_atomic(
@@ -121,7 +118,7 @@ pub fn list_keys(dir: &Path) -> Result<Vec<KeyInfo>, Error> {
         Err(source) => {
             return Err(Error::Io {
                 path: dir.to_path_buf(),
-                source,
+                err: source,
             });
         }
     };
@@ -130,7 +127,7 @@ pub fn list_keys(dir: &Path) -> Result<Vec<KeyInfo>, Error> {
         let path = entry
             .map_err(|source| Error::Io {
                 path: dir.to_path_buf(),
-                source,
+                err: source,
             })?
             .path();
         if path.extension().is_some_and(|e| e == "pub") {
@@ -169,7 +166,7 @@ pub fn load_signing_key(dir: &Path, name: &str) -> Result<SigningKey, Error> {
                 dir: dir.to_path_buf(),
             });
         }
-        Err(source) => return Err(Error::Io { path, source }),
+        Err(err) => return Err(Error::Io { path, err }),
     };
     let bad = || Error::BadFile {
         path: path.clone(),
@@ -185,7 +182,7 @@ pub fn load_signing_key(dir: &Path, name: &str) -> Result<SigningKey, Error> {
 pub fn read_public(path: &Path) -> Result<PublicKey, Error> {
     let text = fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     })?;
     let first = text.split_whitespace().next().unwrap_or("");
     first.parse().map_err(|_| Error::BadFile {
@@ -226,7 +223,7 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
         .create(dir)
         .map_err(|source| Error::Io {
             path: dir.to_path_buf(),
-            source,
+            err: source,
         })
 }
 
@@ -234,7 +231,7 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     cairn_config::write_atomic(path, contents, mode).map_err(|source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     })
 }
 
