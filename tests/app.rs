@@ -423,6 +423,35 @@ fn include_paths_below_engine_mounts() {
     );
     assert_eq!(text(&out.stdout), "x\n", "{}", text(&out.stderr));
 
+    // A kept (resume) instance has its own copy too: a change stays for the next call.
+    let kept = world.path("bin/kept");
+    world
+        .cairn()
+        .args(["app", "register", "kept", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh", "--mode", "resume", "--app-path"])
+        .arg(&kept)
+        .arg("--include-path")
+        .arg(&tmp_file)
+        .assert()
+        .success();
+    let append = format!("echo more >> {}", tmp_file.display());
+    let out = call(&world, &kept, &["-c", &append], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = call(
+        &world,
+        &kept,
+        &["-c", &format!("cat {}", tmp_file.display())],
+        b"",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "from tmp\nmore\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&tmp_file).unwrap(), "from tmp\n");
+    world.cairn().args(["app", "rm", "kept"]).assert().success();
+
     // The sandbox's kernel filesystems take no includes: one line, nothing stored.
     for bad in ["/proc/cpuinfo", "/dev/null", "/sys/kernel", "/"] {
         let out = world
