@@ -383,12 +383,18 @@ fn include_paths_below_engine_mounts() {
     let in_run = tempfile::tempdir_in("/run").unwrap();
     let run_file = in_run.path().join("r.txt");
     support::write(&run_file, "from run\n");
+    // A link is included as what it points to, a copy like the rest: writes through it stay
+    // in the instance.
+    let link = in_tmp.path().join("link");
+    std::os::unix::fs::symlink(&run_file, &link).unwrap();
     let app_path = world.path("bin/inc");
     world
         .cairn()
         .args(["app", "register", "inc", "--image", "local/busybox:1"])
         .args(["--target", "/bin/sh", "--app-path"])
         .arg(&app_path)
+        .arg("--include-path")
+        .arg(&link)
         .arg("--include-path")
         .arg(&tmp_file)
         .arg("--include-path")
@@ -398,7 +404,8 @@ fn include_paths_below_engine_mounts() {
         .assert()
         .success();
     let show = format!(
-        "cat {} {} {}; echo new > {}; cat {}",
+        "echo changed > {}; cat {} {} {}; echo new > {}; cat {}",
+        link.display(),
         tmp_file.display(),
         tmp_dir.join("deep/g.txt").display(),
         run_file.display(),
@@ -413,8 +420,9 @@ fn include_paths_below_engine_mounts() {
         "{}",
         text(&out.stderr)
     );
-    // Copies: the host's tree is unchanged; the engine's /tmp is still writable.
+    // Copies: the host's files are unchanged; the engine's /tmp is still writable.
     assert!(!tmp_dir.join("new").exists());
+    assert_eq!(fs::read_to_string(&run_file).unwrap(), "from run\n");
     let out = call(
         &world,
         &app_path,

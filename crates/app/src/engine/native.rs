@@ -503,13 +503,21 @@ pub fn provision(config: &AppConfig, dir: &Path) -> Result<(), Error> {
         archive.unpack(&upper).map_err(|e| Error::io(tar_path, e))?;
     }
     for host in &config.include_path {
-        copy_tree(host, &include_copy(dir, host))?;
+        copy_tree(host, &include_copy(dir, host), true)?;
     }
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
-    let meta = std::fs::symlink_metadata(from).map_err(|e| Error::io(from, e))?;
+/// Copies `from` to `to`. With `follow` (an include's own path), a symbolic link is copied
+/// as what it points to, as podman's engine does: the copy is bound at the path, and a
+/// bound link would expose its host target; links inside a tree stay links.
+fn copy_tree(from: &Path, to: &Path, follow: bool) -> Result<(), Error> {
+    let meta = if follow {
+        std::fs::metadata(from)
+    } else {
+        std::fs::symlink_metadata(from)
+    }
+    .map_err(|e| Error::io(from, e))?;
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -521,7 +529,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
         std::fs::set_permissions(to, meta.permissions()).map_err(|e| Error::io(to, e))?;
         for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
             let entry = entry.map_err(|e| Error::io(from, e))?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()), false)?;
         }
         Ok(())
     } else {
