@@ -28,16 +28,39 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     };
 }
 
-/// Prints `cairn: outer: inner: root cause` on one line.
+/// Prints `cairn: outer: inner: root cause` on one line (see [`error_line`]).
 pub fn print_error(err: &anyhow::Error) {
+    eprintln!("{}", error_line(err));
+}
+
+/// `cairn: outer: inner: root cause`. The chain is the binary's context layers over one
+/// library error, whose message already holds its own cause (library errors return no
+/// `source()`; see ARCHITECTURE.md), so each part is printed once. A layer that starts by
+/// naming what the layer above it ended with (`import X` over `X: reason`) does not name
+/// it again.
+pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::from("cairn: ");
+    let mut above = String::new();
     for (i, cause) in err.chain().enumerate() {
+        let text = cause.to_string().replace('\n', " ");
         if i > 0 {
             line.push_str(": ");
         }
-        line.push_str(&cause.to_string().replace('\n', " "));
+        line.push_str(without_subject(&above, &text));
+        above = text;
     }
-    eprintln!("{line}");
+    line
+}
+
+/// `text` without its leading `SUBJECT: ` when `above` ends with that subject as a word.
+fn without_subject<'a>(above: &str, text: &'a str) -> &'a str {
+    let Some((subject, rest)) = text.split_once(": ") else {
+        return text;
+    };
+    match above.strip_suffix(subject) {
+        Some(before) if !subject.is_empty() && (before.is_empty() || before.ends_with(' ')) => rest,
+        _ => text,
+    }
 }
 
 /// Prints rows as an aligned table with a header (human output of listing commands).
@@ -71,4 +94,31 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_part_of_the_chain_once() {
+        let lib = anyhow::anyhow!("/x/y: no such file");
+        assert_eq!(
+            error_line(&lib.context("import /x/y")),
+            "cairn: import /x/y: no such file"
+        );
+        let lib = anyhow::anyhow!("/x/y: no such file");
+        assert_eq!(
+            error_line(&lib.context("/x/y")),
+            "cairn: /x/y: no such file"
+        );
+        // Only a whole word: `/y` is not the subject `/x/y` named above.
+        let lib = anyhow::anyhow!("/y: gone");
+        assert_eq!(
+            error_line(&lib.context("import /x/y")),
+            "cairn: import /x/y: /y: gone"
+        );
+        let plain = anyhow::anyhow!("multi\nline").context("outer");
+        assert_eq!(error_line(&plain), "cairn: outer: multi line");
+    }
 }

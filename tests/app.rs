@@ -78,7 +78,6 @@ fn image_app_register_launch_and_remove() {
     .unwrap();
     let tar_path = world.path("include.tar");
     fs::write(&tar_path, tar).unwrap();
-    // Outside /tmp: the sandbox's /tmp is a fresh tmpfs over the instance.
     let host_tmp = tempfile::tempdir_in("/var/tmp").unwrap();
     let host_dir = host_tmp.path().join("hostdata");
     support::write(&host_dir.join("conf"), "from host\n");
@@ -382,4 +381,124 @@ fn vm_apps_refuse_confdb_plugs_at_register() {
         "cairn: app guest: confdb-plug is not available for engine vm (a guest has no way to reach the daemon's socket)\n"
     );
     assert!(!world.config_dir().join("apps/guest.yaml").exists());
+}
+
+/// Include paths are visible wherever they are on the host, also below the directories the
+/// engine mounts itself (its /tmp tmpfs), and kernel filesystems are refused at register.
+#[test]
+fn include_paths_below_engine_mounts() {
+    if !is_root() {
+        return skip("image apps test needs root");
+    }
+    let world = World::new();
+    import_busybox(&world);
+    let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let tmp_file = in_tmp.path().join("f.txt");
+    support::write(&tmp_file, "from tmp\n");
+    let tmp_dir = in_tmp.path().join("tree");
+    support::write(&tmp_dir.join("deep/g.txt"), "tmp tree\n");
+    let in_run = tempfile::tempdir_in("/run").unwrap();
+    let run_file = in_run.path().join("r.txt");
+    support::write(&run_file, "from run\n");
+    // A link is included as what it points to, a copy like the rest: writes through it stay
+    // in the instance.
+    let link = in_tmp.path().join("link");
+    std::os::unix::fs::symlink(&run_file, &link).unwrap();
+    let app_path = world.path("bin/inc");
+    world
+        .cairn()
+        .args(["app", "register", "inc", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh", "--app-path"])
+        .arg(&app_path)
+        .arg("--include-path")
+        .arg(&link)
+        .arg("--include-path")
+        .arg(&tmp_file)
+        .arg("--include-path")
+        .arg(&tmp_dir)
+        .arg("--include-path")
+        .arg(&run_file)
+        .assert()
+        .success();
+    let show = format!(
+        "echo changed > {}; cat {} {} {}; echo new > {}; cat {}",
+        link.display(),
+        tmp_file.display(),
+        tmp_dir.join("deep/g.txt").display(),
+        run_file.display(),
+        tmp_dir.join("new").display(),
+        tmp_dir.join("new").display(),
+    );
+    let out = call(&world, &app_path, &["-c", &show], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from tmp\ntmp tree\nfrom run\nnew\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // Copies: the host's files are unchanged; the engine's /tmp is still writable.
+    assert!(!tmp_dir.join("new").exists());
+    assert_eq!(fs::read_to_string(&run_file).unwrap(), "from run\n");
+    let out = call(
+        &world,
+        &app_path,
+        &["-c", "echo x > /tmp/w && cat /tmp/w"],
+        b"",
+    );
+    assert_eq!(text(&out.stdout), "x\n", "{}", text(&out.stderr));
+
+    // A kept (resume) instance has its own copy too: a change stays for the next call.
+    let kept = world.path("bin/kept");
+    world
+        .cairn()
+        .args(["app", "register", "kept", "--image", "local/busybox:1"])
+        .args(["--target", "/bin/sh", "--mode", "resume", "--app-path"])
+        .arg(&kept)
+        .arg("--include-path")
+        .arg(&tmp_file)
+        .assert()
+        .success();
+    let append = format!("echo more >> {}", tmp_file.display());
+    let out = call(&world, &kept, &["-c", &append], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = call(
+        &world,
+        &kept,
+        &["-c", &format!("cat {}", tmp_file.display())],
+        b"",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "from tmp\nmore\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&tmp_file).unwrap(), "from tmp\n");
+    world.cairn().args(["app", "rm", "kept"]).assert().success();
+
+    // The sandbox's kernel filesystems take no includes: one line, nothing stored.
+    for bad in ["/proc/cpuinfo", "/dev/null", "/sys/kernel", "/"] {
+        let out = world
+            .cairn()
+            .args(["app", "register", "bad", "--image", "local/busybox:1"])
+            .args(["--target", "/bin/sh", "--include-path", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = text(&out.stderr);
+        let reason = match bad {
+            "/" => "the host's whole root cannot be included".to_string(),
+            _ => format!(
+                "{} belongs to the sandbox (/proc, /sys and /dev take no includes)",
+                &bad[..bad[1..].find('/').map_or(bad.len(), |i| i + 1)]
+            ),
+        };
+        assert_eq!(
+            err,
+            format!("cairn: app bad: include-path {bad}: {reason}\n"),
+            "{bad}"
+        );
+        assert!(!world.config_dir().join("apps/bad.yaml").exists());
+    }
 }

@@ -22,11 +22,8 @@ pub enum Error {
     Exists { name: String },
     #[error("{} exists and is not this app's command (use --force to replace it)", path.display())]
     PathTaken { path: PathBuf },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error(transparent)]
     Image(#[from] cairn_image::Error),
     #[error(transparent)]
@@ -38,10 +35,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }
     }
 }

@@ -79,20 +79,17 @@ pub enum Error {
     /// A transaction was given a view of another schema.
     #[error("view {view} is not part of the transaction's schema {schema}")]
     WrongSchema { view: String, schema: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("database {path}: {message}")]
     Database { path: PathBuf, message: String },
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err,
         }
     }
 }

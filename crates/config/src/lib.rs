@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot find a home directory: HOME is not set")]
@@ -160,7 +157,7 @@ impl Config {
                 message: one_line(&e.to_string()),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
-            Err(source) => return Err(Error::Read { path, source }),
+            Err(err) => return Err(Error::Read { path, err }),
         };
         let rooted = |p: PathBuf| match &env.cairn_root {
             Some(root) if p.is_absolute() => root.join(p.strip_prefix("/").unwrap_or(&p)),

@@ -55,18 +55,12 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("cannot listen on {}: {source}", path.display())]
-    Listen {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {}: {err}", path.display())]
+    Listen { path: PathBuf, err: std::io::Error },
     #[error("another daemon is already listening on {}", socket.display())]
     AlreadyRunning { socket: PathBuf },
     #[error(transparent)]
     Confdb(#[from] cairn_confdb::Error),
-    #[error("cannot prepare {}: {source}", path.display())]
-    Prepare {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot prepare {}: {err}", path.display())]
+    Prepare { path: PathBuf, err: std::io::Error },
 }

@@ -213,9 +213,9 @@ fn remove_dir_if_present(path: &Path) -> Result<(), Error> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Prepare {
+        Err(err) => Err(Error::Prepare {
             path: path.to_path_buf(),
-            source,
+            err,
         }),
     }
 }

@@ -140,9 +140,9 @@ impl Endpoints for Sockets {
 }
 
 pub(crate) fn prepare_dir(path: &Path, mode: u32) -> Result<(), Error> {
-    let prepare = |source| Error::Prepare {
+    let prepare = |err| Error::Prepare {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     std::fs::create_dir_all(path).map_err(prepare)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(prepare)
@@ -159,9 +159,9 @@ pub(crate) fn bind_admin(run_dir: &Path) -> Result<UnixListener, Error> {
 
 /// Binds a socket at `path` (replacing a stale one) with permissions `mode`.
 fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, Error> {
-    let listen = |source| Error::Listen {
+    let listen = |err| Error::Listen {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -43,11 +43,8 @@ pub enum Error {
     BadSignature { reason: String },
     #[error("the signature by {key} does not verify")]
     Mismatch { key: String },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
 }
 
 /// A public key; its text form is `ed25519:<base64>`.
@@ -183,7 +180,7 @@ pub fn create_key(dir: &Path, name: &str) -> Result<KeyInfo, Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Io {
         path: secret_path.clone(),
-        source: std::io::Error::other(format!("no randomness: {e}")),
+        err: std::io::Error::other(format!("no randomness: {e}")),
     })?;
     let public = PublicKey(SigningKey::from_bytes(&seed).verifying_key()).to_string();
     write_atomic(
@@ -207,7 +204,7 @@ pub fn list_keys(dir: &Path) -> Result<Vec<KeyInfo>, Error> {
         Err(source) => {
             return Err(Error::Io {
                 path: dir.to_path_buf(),
-                source,
+                err: source,
             });
         }
     };
@@ -216,7 +213,7 @@ pub fn list_keys(dir: &Path) -> Result<Vec<KeyInfo>, Error> {
         let path = entry
             .map_err(|source| Error::Io {
                 path: dir.to_path_buf(),
-                source,
+                err: source,
             })?
             .path();
         if path.extension().is_some_and(|e| e == "pub") {
@@ -255,7 +252,7 @@ pub fn load_signing_key(dir: &Path, name: &str) -> Result<SigningKey, Error> {
                 dir: dir.to_path_buf(),
             });
         }
-        Err(source) => return Err(Error::Io { path, source }),
+        Err(err) => return Err(Error::Io { path, err }),
     };
     let bad = || Error::BadFile {
         path: path.clone(),
@@ -271,7 +268,7 @@ pub fn load_signing_key(dir: &Path, name: &str) -> Result<SigningKey, Error> {
 pub fn read_public(path: &Path) -> Result<PublicKey, Error> {
     let text = fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     })?;
     let first = text.split_whitespace().next().unwrap_or("");
     first.parse().map_err(|_| Error::BadFile {
@@ -312,7 +309,7 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
         .create(dir)
         .map_err(|source| Error::Io {
             path: dir.to_path_buf(),
-            source,
+            err: source,
         })
 }
 
@@ -320,7 +317,7 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     cairn_config::write_atomic(path, contents, mode).map_err(|source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     })
 }
 

@@ -122,6 +122,11 @@ impl AppConfig {
                 return Err(invalid(format!("include {} is not absolute", p.display())));
             }
         }
+        for p in &self.include_path {
+            if let Some(reason) = unincludable(p) {
+                return Err(invalid(format!("include-path {}: {reason}", p.display())));
+            }
+        }
         if self.node.is_some() && !(self.include_path.is_empty() && self.include_tar.is_empty()) {
             return Err(invalid(
                 "include-tar and include-path need an image app".into(),
@@ -129,6 +134,30 @@ impl AppConfig {
         }
         crate::rules::validate_engine(name, self)
     }
+}
+
+/// Why include-path `path` can be neither copied nor shown at its place, if so: every
+/// engine mounts its own procfs, sysfs or /dev there (a copy of a device or a kernel file
+/// means nothing in a sandbox), and `/` holds them all.
+fn unincludable(path: &Path) -> Option<String> {
+    use std::path::Component;
+    let mut parts = path.components().filter(|c| *c != Component::CurDir);
+    let top = match (parts.next(), parts.next()) {
+        (Some(Component::RootDir), Some(Component::Normal(top))) => top,
+        (Some(Component::RootDir), None) => {
+            return Some("the host's whole root cannot be included".into());
+        }
+        _ => return Some("not a plain absolute path".into()),
+    };
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Some("'..' is not allowed in an include path".into());
+    }
+    ["proc", "sys", "dev"].contains(&top.to_str()?).then(|| {
+        format!(
+            "/{} belongs to the sandbox (/proc, /sys and /dev take no includes)",
+            top.to_string_lossy()
+        )
+    })
 }
 
 /// The files that make up app `name`: the main file, then its fragments by name.
@@ -277,6 +306,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn includes_below_kernel_filesystems_are_refused() {
+        for ok in ["/tmp/f", "/run/x/y", "/device", "/opt/proc", "/etc/"] {
+            assert_eq!(unincludable(Path::new(ok)), None, "{ok}");
+        }
+        for bad in [
+            "/",
+            "/proc",
+            "/proc/1/maps",
+            "//dev/null",
+            "/sys/",
+            "/tmp/../proc/x",
+        ] {
+            assert!(unincludable(Path::new(bad)).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn maps_merge_and_lists_replace() {

@@ -26,7 +26,7 @@ fn cpu_us() -> f64 {
 fn measure(with_exec: bool, iterations: u32) -> Result<(f64, f64), cairn_node::Error> {
     let dir = tempfile::tempdir().map_err(|e| cairn_node::Error::Io {
         path: "tempdir".into(),
-        source: e,
+        err: e,
     })?;
     let (_, leaf) = family3::build(dir.path(), with_exec);
     let launch = Launch::new(vec!["true".into()]);
@@ -50,7 +50,7 @@ fn measure(with_exec: bool, iterations: u32) -> Result<(f64, f64), cairn_node::E
 fn parse_only(iterations: u32) -> Result<f64, cairn_node::Error> {
     let dir = tempfile::tempdir().map_err(|e| cairn_node::Error::Io {
         path: "tempdir".into(),
-        source: e,
+        err: e,
     })?;
     let (sys, _) = family3::build(dir.path(), false);
     let files = [

@@ -43,12 +43,8 @@ impl Serialize for Origin {
 pub enum Error {
     #[error("{path}: not a node (no etc/cairn/node.yaml)", path = path.display())]
     NotANode { path: PathBuf },
-    #[error("{path}: {source}", path = path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}", path = path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// The file is not well-formed YAML, or does not have the node file's shape.
     #[error("{at}: {msg}")]
     Yaml { at: Origin, msg: String },
@@ -103,10 +99,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }
     }
 

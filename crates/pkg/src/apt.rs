@@ -82,7 +82,7 @@ impl Apt {
         }
         let out = cmd.output().map_err(|source| Error::Spawn {
             tool: tool.into(),
-            source,
+            err: source,
         })?;
         if !out.status.success() {
             return Err(Error::Tool {

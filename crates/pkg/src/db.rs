@@ -129,7 +129,7 @@ impl Db {
         match std::fs::read(&path) {
             Ok(body) => Ok(Some(body)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io { path, source: e }),
+            Err(e) => Err(Error::Io { path, err: e }),
         }
     }
 

@@ -147,7 +147,7 @@ fn dpkg_deb(deb: &Path, arg: &str) -> Result<std::process::Child> {
         .spawn()
         .map_err(|source| Error::Spawn {
             tool: "dpkg-deb".into(),
-            source,
+            err: source,
         })
 }
 

@@ -4,11 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: not a node (no etc/cairn/node.yaml)")]
     NotANode { path: PathBuf },
     #[error("empty node family")]
@@ -33,11 +30,8 @@ pub enum Error {
         status: String,
         stderr: String,
     },
-    #[error("cannot start {tool}: {source}")]
-    Spawn {
-        tool: String,
-        source: std::io::Error,
-    },
+    #[error("cannot start {tool}: {err}")]
+    Spawn { tool: String, err: std::io::Error },
     #[error(
         "{package} is already installed in ancestor node {node} (use --force to install it here too)"
     )]
@@ -104,7 +98,7 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |err| Error::Io { path, err }
     }
 }
 

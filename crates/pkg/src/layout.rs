@@ -82,7 +82,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::Io {
             path: path.to_path_buf(),
-            source: e,
+            err: e,
         }),
     }
 }
@@ -92,7 +92,7 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
             path: path.to_path_buf(),
-            source: e,
+            err: e,
         }),
         _ => Ok(()),
     }
@@ -103,7 +103,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
             path: path.to_path_buf(),
-            source: e,
+            err: e,
         }),
         _ => Ok(()),
     }
@@ -130,7 +130,7 @@ pub fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<()> {
             Err(e) => {
                 return Err(Error::Io {
                     path: current,
-                    source: e,
+                    err: e,
                 });
             }
         }

@@ -50,7 +50,7 @@ fn lock_one(
         Err(e) => {
             return Err(Error::Io {
                 path: path.to_path_buf(),
-                source: e,
+                err: e,
             });
         }
     };
@@ -65,7 +65,7 @@ fn lock_one(
         Err((_, errno)) => {
             return Err(Error::Io {
                 path: path.to_path_buf(),
-                source: errno.into(),
+                err: errno.into(),
             });
         }
     };
@@ -75,7 +75,7 @@ fn lock_one(
         .map(Some)
         .map_err(|(_, errno)| Error::Io {
             path: path.to_path_buf(),
-            source: errno.into(),
+            err: errno.into(),
         })
 }
 

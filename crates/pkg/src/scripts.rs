@@ -49,7 +49,7 @@ pub fn run(mode: &Scripts, inv: &Invocation<'_>) -> Result<()> {
         .stdout(std::io::stderr());
     let status = cmd.status().map_err(|source| Error::Spawn {
         tool: cairn.display().to_string(),
-        source,
+        err: source,
     })?;
     if !status.success() {
         return Err(Error::ScriptFailed {

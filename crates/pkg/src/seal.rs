@@ -250,7 +250,7 @@ fn json_err(path: &Path) -> impl FnOnce(serde_json::Error) -> Error {
     let path = path.to_path_buf();
     move |e| Error::Io {
         path,
-        source: std::io::Error::other(e),
+        err: std::io::Error::other(e),
     }
 }
 

@@ -103,7 +103,7 @@ impl Txn {
                 Ok(m) if m.is_dir() => {
                     return Err(Error::Io {
                         path: root.join(rel),
-                        source: std::io::Error::other("a directory is in the way of a file"),
+                        err: std::io::Error::other("a directory is in the way of a file"),
                     });
                 }
                 Ok(_) => true,
@@ -116,7 +116,7 @@ impl Txn {
         }
         let text = serde_json::to_vec(&journal).map_err(|e| Error::Io {
             path: self.journal_path(),
-            source: std::io::Error::other(e),
+            err: std::io::Error::other(e),
         })?;
         write_atomic(&self.journal_path(), &text, 0o600)?;
         for rel in &journal.dirs {
@@ -188,7 +188,7 @@ fn rollback_dir(paths: &NodePaths, dir: &Path) -> Result<()> {
     if let Some(text) = crate::layout::read_optional(&journal_path)? {
         let journal: Journal = serde_json::from_str(&text).map_err(|e| Error::Io {
             path: journal_path.clone(),
-            source: std::io::Error::other(e),
+            err: std::io::Error::other(e),
         })?;
         undo_files(paths, dir, &journal)?;
         restore_db(paths, &dir.join("db"))?;
@@ -256,7 +256,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::Io {
             path: dir.to_path_buf(),
-            source: e,
+            err: e,
         }),
     }
 }
@@ -270,7 +270,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
         Err(e) => {
             return Err(Error::Io {
                 path: from.to_path_buf(),
-                source: e,
+                err: e,
             });
         }
     };

@@ -28,11 +28,8 @@ pub enum Error {
     Stopped { detail: String },
     #[error("channel {port}: {reason}")]
     Protocol { port: String, reason: String },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error(transparent)]
     Config(#[from] cairn_config::Error),
 }
@@ -41,7 +38,7 @@ impl Error {
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |source| Error::Io {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }
     }
 }

@@ -85,7 +85,7 @@ impl Vm {
         let extra = extra.is_file().then_some(extra);
         match initramfs::build(exe, &modules, extra.as_deref(), &path) {
             Ok(()) => {}
-            Err(Error::Io { source, .. }) if is_not_writable(&source) => {
+            Err(Error::Io { err: source, .. }) if is_not_writable(&source) => {
                 let private = scratch.join(INITRD);
                 initramfs::build(exe, &modules, extra.as_deref(), &private)?;
                 return Ok(private);

@@ -80,7 +80,7 @@ fn fresh(
         Some(id) => Instance::create_named(&app_dir, name, id)?,
         None => Instance::create(&app_dir)?,
     };
-    provision(config, &instance.upper())?;
+    provision(config, &instance.dir)?;
     let spec = spec_in(apps, name, config, &instance.dir, args, ctx)?;
     let status = cairn_sandbox::run(&spec);
     instance.remove()?;
@@ -239,7 +239,7 @@ pub fn keep(
     let app_dir = apps.instances.join(name);
     let dir = app_dir.join(id);
     instance::make_layers(&dir)?;
-    provision(&config, &dir.join("upper"))?;
+    provision(&config, &dir)?;
     let spec = spec_in(apps, name, &config, &dir, args, ctx)?;
     match config.mode {
         Mode::Resume => keep_sandbox(&app_dir, &dir, &spec, ready),
@@ -360,8 +360,31 @@ fn spec_in(
             mode: 0o1777,
         },
     ];
+    spec.mounts.extend(include_mounts(config, dir));
     super::apply_context(&mut spec, ctx);
     Ok(spec)
+}
+
+/// The include-path copies bound at their host paths, after the engine's own mounts (so
+/// that one below /tmp is not hidden by its tmpfs) and each after the includes that hold
+/// it.
+fn include_mounts(config: &AppConfig, dir: &Path) -> Vec<Mount> {
+    let mut paths: Vec<&PathBuf> = config.include_path.iter().collect();
+    paths.sort_by_key(|p| p.components().count());
+    paths
+        .into_iter()
+        .map(|host| Mount::Bind {
+            source: include_copy(dir, host),
+            dest: host.clone(),
+            readonly: false,
+        })
+        .collect()
+}
+
+/// Where instance `dir` keeps its copy of include-path `host`.
+fn include_copy(dir: &Path, host: &Path) -> PathBuf {
+    dir.join("include")
+        .join(host.strip_prefix("/").unwrap_or(host))
 }
 
 /// `target` with the caller's arguments; `/` means the image's entrypoint, followed by the
@@ -430,23 +453,33 @@ fn user(name: &str, user: Option<&str>) -> Result<cairn_sandbox::UserIds, Error>
     }
 }
 
-/// Copies the app's include-tar archives and include-path trees into the upper directory.
-pub fn provision(config: &AppConfig, upper: &Path) -> Result<(), Error> {
+/// Unpacks the app's include-tar archives into instance `dir`'s upper directory and copies
+/// its include-path trees beside it (bound by [`include_mounts`]: a copy in the upper
+/// directory would be hidden by a mount over its place, such as the tmpfs on /tmp).
+pub fn provision(config: &AppConfig, dir: &Path) -> Result<(), Error> {
+    let upper = dir.join("upper");
     for tar_path in &config.include_tar {
         let file = std::fs::File::open(tar_path).map_err(|e| Error::io(tar_path, e))?;
         let mut archive = tar::Archive::new(std::io::BufReader::new(file));
         archive.set_preserve_permissions(true);
-        archive.unpack(upper).map_err(|e| Error::io(tar_path, e))?;
+        archive.unpack(&upper).map_err(|e| Error::io(tar_path, e))?;
     }
     for host in &config.include_path {
-        let rel = host.strip_prefix("/").unwrap_or(host);
-        copy_tree(host, &upper.join(rel))?;
+        copy_tree(host, &include_copy(dir, host), true)?;
     }
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
-    let meta = std::fs::symlink_metadata(from).map_err(|e| Error::io(from, e))?;
+/// Copies `from` to `to`. With `follow` (an include's own path), a symbolic link is copied
+/// as what it points to, as podman's engine does: the copy is bound at the path, and a
+/// bound link would expose its host target; links inside a tree stay links.
+fn copy_tree(from: &Path, to: &Path, follow: bool) -> Result<(), Error> {
+    let meta = if follow {
+        std::fs::metadata(from)
+    } else {
+        std::fs::symlink_metadata(from)
+    }
+    .map_err(|e| Error::io(from, e))?;
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -458,7 +491,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
         std::fs::set_permissions(to, meta.permissions()).map_err(|e| Error::io(to, e))?;
         for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
             let entry = entry.map_err(|e| Error::io(from, e))?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()), false)?;
         }
         Ok(())
     } else {
