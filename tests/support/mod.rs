@@ -2,6 +2,8 @@
 //! the real `cairn` binary.
 #![allow(dead_code)]
 
+pub mod vm;
+
 use std::path::{Path, PathBuf};
 
 /// The binary under test: `CAIRN_BIN` when the rootless runner staged a copy, else cargo's.
