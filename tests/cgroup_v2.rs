@@ -32,7 +32,8 @@ const CPU_MAX: &str = "50000 100000";
 ///
 /// `$READBACK` runs in the sandbox of `lim`, which shares the cgroup namespace and sees the
 /// guest's cgroup2 mount at /cg: it names its own cgroup, reads the limit files there, and
-/// burns CPU until cpu.stat shows 0.3 s used, then reports how often it was throttled.
+/// burns CPU until cpu.stat shows 0.3 s used (or gives up), then reports how often it was
+/// throttled. The whole program is bounded by `timeout` (nothing else stops a stuck guest).
 /// `$FORKBOMB N` forks N sleepers, one "fork" line each (busybox sh exits at the first
 /// failed fork). `$HOG N` reads N MiB into one buffer (dd's), all of it touched at once.
 const GUEST_SCRIPT: &str = r#"export PATH=/bin
@@ -42,8 +43,8 @@ const GUEST_SCRIPT: &str = r#"export PATH=/bin
 head -c 1 /dev/random > /dev/null
 READBACK='p=$(cut -d: -f3 /proc/self/cgroup); d=/cg$p; echo "cgroup $p"
 for f in memory.max memory.swap.max pids.max cpu.max; do echo "$f $(cat $d/$f)"; done
-until [ "$(sed -n "s/^usage_usec //p" $d/cpu.stat)" -ge 300000 ]; do
-  i=0; while [ $i -lt 300 ]; do i=$((i+1)); done
+n=0; until [ "$(sed -n "s/^usage_usec //p" $d/cpu.stat)" -ge 300000 ] || [ $n = 1000 ]; do
+  i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; n=$((n+1))
 done
 echo "nr_throttled $(sed -n "s/^nr_throttled //p" $d/cpu.stat)"'
 FORKBOMB='i=0; while [ $i -lt $0 ]; do sleep 30 & i=$((i+1)); echo fork; done'
@@ -114,7 +115,7 @@ fn node_yaml(alias: &str) -> String {
 fn guest_rootfs(dir: &Path) -> std::path::PathBuf {
     let applets = [
         "cat", "chown", "cut", "grep", "head", "id", "ls", "mkdir", "mount", "printf", "sed",
-        "sleep", "su", "wc", "dd",
+        "sleep", "su", "timeout", "wc", "dd",
     ];
     let root = busybox_rootfs(dir, &applets);
     cairn_vm::initramfs::stripped_copy(&support::cairn_bin(), &root.join("bin/cairn")).unwrap();
@@ -203,7 +204,7 @@ fn cgroup_v2_limits_as_root_and_delegated_rootless() {
         .env("CAIRN_VM_ACCEL", "tcg")
         .env("CAIRN_VM_APPEND", "cgroup_no_v1=all")
         .args(["vm", "run", "cg", "--"])
-        .args(["/bin/sh", "/cgroup-v2.sh"])
+        .args(["/bin/timeout", "120", "/bin/sh", "/cgroup-v2.sh"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
