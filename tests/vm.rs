@@ -14,61 +14,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use support::vm::{boot_prerequisites, on_path};
 use support::{World, skip};
-
-fn kernel_deb() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_KERNEL_DEB") {
-        return Some(PathBuf::from(p));
-    }
-    let mut debs: Vec<PathBuf> = std::fs::read_dir("/var/cache/cairn-test")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("linux-image-") && n.ends_with(".deb"))
-        })
-        .collect();
-    debs.sort();
-    debs.pop()
-}
-
-fn on_path(program: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
-}
-
-/// What booting needs, or why the test skips.
-fn boot_prerequisites() -> Result<PathBuf, String> {
-    let deb = kernel_deb().ok_or(
-        "no kernel package: set CAIRN_TEST_KERNEL_DEB or put linux-image-*.deb in /var/cache/cairn-test",
-    )?;
-    for (program, package) in [
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("busybox", "busybox-static"),
-        ("dpkg-deb", "dpkg"),
-    ] {
-        if !on_path(program) {
-            return Err(format!("{program} is not installed (package {package})"));
-        }
-    }
-    Ok(deb)
-}
 
 /// A busybox root filesystem directory.
 fn busybox_rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "cat", "echo", "true", "sleep", "printf", "head", "stty",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    root
+    support::vm::busybox_rootfs(
+        dir,
+        &["cat", "echo", "true", "sleep", "printf", "head", "stty"],
+    )
 }
 
 /// A world with VM `leap` pulled from the kernel package and a busybox rootfs; TCG forced.

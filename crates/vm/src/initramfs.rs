@@ -79,8 +79,9 @@ pub fn build(
 
 /// A copy of `exe` without symbols and debug information (`strip --strip-all`), which a
 /// debug build carries by the hundred megabytes (and the guest loads all of the
-/// initramfs into memory); a plain copy when `strip` is not installed.
-fn stripped_copy(exe: &Path, to: &Path) -> Result<PathBuf> {
+/// initramfs into memory); a plain copy when `strip` is not installed. Tests put the
+/// same copy in a guest's rootfs.
+pub fn stripped_copy(exe: &Path, to: &Path) -> Result<PathBuf> {
     let Some(strip) = crate::find_tool("strip") else {
         std::fs::copy(exe, to).map_err(Error::io(to))?;
         return Ok(to.to_path_buf());
