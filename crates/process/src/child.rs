@@ -51,22 +51,29 @@ impl Child {
             stdout: std_child.stdout.take(),
             stderr: std_child.stderr.take(),
         };
-        match Child::forked(std_child.id() as pid_t) {
-            Ok(child) => Ok((child, pipes)),
-            Err(e) => {
-                let _ = std_child.kill();
-                let _ = std_child.wait();
-                Err(e)
-            }
-        }
+        Ok((Child::forked(std_child.id() as pid_t)?, pipes))
     }
 
     /// Takes over `pid`, a child this process just forked or cloned and has not reaped (so
-    /// the pid cannot have been reused).
+    /// the pid cannot have been reused). When no pidfd can be opened (no descriptor left),
+    /// the child is killed and reaped by pid, which is still its, and the error returned.
     pub fn forked(pid: pid_t) -> io::Result<Child> {
+        let pidfd = match pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // SAFETY: signalling our own child, not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let mut status = 0;
+                // SAFETY: reaping our own child into a valid out-parameter.
+                while unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0
+                    && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+                {}
+                return Err(e);
+            }
+        };
         Ok(Child {
             pid,
-            pidfd: pidfd_open(pid)?,
+            pidfd,
             ours: true,
             code: None,
         })
