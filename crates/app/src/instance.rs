@@ -387,7 +387,7 @@ pub fn stop(instances: &Path, app: &str, id: Option<&str>) -> Result<Vec<String>
         match r.mode {
             Mode::Fresh => {
                 let owner = Child::adopt(r.pid as libc::pid_t, r.start_time);
-                if !owner.is_some_and(|owner| owner.signal(libc::SIGTERM).is_ok()) {
+                if owner.is_none_or(|owner| owner.signal(libc::SIGTERM).is_err()) {
                     continue;
                 }
             }

@@ -67,7 +67,8 @@ impl Child {
                 // SAFETY: reaping our own child into a valid out-parameter.
                 while unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0
                     && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-                {}
+                {
+                }
                 return Err(e);
             }
         };
@@ -345,7 +346,10 @@ mod tests {
         let mut std_child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = std_child.id() as pid_t;
         let started = start_time(pid).unwrap();
-        assert!(Child::adopt(pid, started + 1).is_none(), "another start time");
+        assert!(
+            Child::adopt(pid, started + 1).is_none(),
+            "another start time"
+        );
         let adopted = Child::adopt(pid, started).unwrap();
         assert_eq!(adopted.pid(), pid);
         assert!(!adopted.wait_exit(Duration::from_millis(50)));

@@ -322,6 +322,9 @@ mod tests {
             .unwrap();
         // SIGUSR1, not SIGHUP: a test run under nohup passes SIGHUP ignored to its children.
         raise_here(libc::SIGUSR1);
-        assert_eq!(supervise(&mut child, &signals, false).unwrap(), 128 + libc::SIGUSR1);
+        assert_eq!(
+            supervise(&mut child, &signals, false).unwrap(),
+            128 + libc::SIGUSR1
+        );
     }
 }

@@ -75,13 +75,15 @@ mod tests {
         assert_eq!(unsafe { libc::unlockpt(master.as_raw_fd()) }, 0);
         let mut name = [0 as libc::c_char; 128];
         // SAFETY: ptsname_r writes at most the buffer's length.
-        assert_eq!(
-            unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) },
-            0
-        );
+        let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+        assert_eq!(rc, 0);
         // SAFETY: a NUL-terminated name from ptsname_r.
-        let slave =
-            unsafe { libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        let slave = unsafe {
+            libc::open(
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
         assert!(slave >= 0);
         // SAFETY: a descriptor we own.
         (master, unsafe { OwnedFd::from_raw_fd(slave) })
@@ -90,7 +92,10 @@ mod tests {
     fn lflag(fd: &OwnedFd) -> libc::tcflag_t {
         let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
         // SAFETY: tcgetattr fills the termios.
-        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) }, 0);
+        assert_eq!(
+            unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) },
+            0
+        );
         // SAFETY: filled above.
         unsafe { t.assume_init() }.c_lflag
     }
@@ -115,6 +120,9 @@ mod tests {
         assert_ne!(lflag(&slave) & libc::ICANON, 0);
         let all = Signals::block(&crate::FORWARDED).unwrap();
         let devnull = std::fs::File::open("/dev/null").unwrap();
-        assert!(RawTerminal::enter(devnull.as_fd(), &all).is_none(), "no terminal");
+        assert!(
+            RawTerminal::enter(devnull.as_fd(), &all).is_none(),
+            "no terminal"
+        );
     }
 }

@@ -556,8 +556,6 @@ pub(crate) fn read_report(fd: &OwnedFd) -> Result<(), Error> {
     Err(Error::Setup(line.trim_end().to_string()))
 }
 
-
-
 fn env_entry(key: &OsStr, value: &OsStr) -> Result<CString, Error> {
     if key.as_bytes().contains(&b'=') {
         return Err(Error::Spec(format!(

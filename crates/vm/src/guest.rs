@@ -287,17 +287,19 @@ fn run(
             false
         }
     };
-    // SAFETY: setsid and ioctl are async-signal-safe; the target leads its own session,
-    // like a program started by a login, with the terminal (if any) as its controlling one.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The target leads its own session, like a program started by a login, with the
+    // terminal (if any) as its controlling one.
+    let session = move || {
+        // SAFETY: setsid is async-signal-safe and has no memory arguments.
+        unsafe { libc::setsid() };
+        // SAFETY: TIOCSCTTY on the terminal just made stdin takes an integer argument.
+        if terminal && unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes only async-signal-safe calls and allocates nothing.
+    unsafe { cmd.pre_exec(session) };
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;

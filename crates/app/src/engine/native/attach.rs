@@ -173,11 +173,7 @@ pub fn serve(
 
 /// Forks the runner: the target's sandbox with `stdio` as its stdin, stdout and stderr,
 /// killed with the keeper. The keeper is single-threaded (it forks before anything else).
-fn spawn_runner(
-    spec: &SandboxSpec,
-    stdio: [&OwnedFd; 3],
-    signals: &Signals,
-) -> Result<i32, Error> {
+fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], signals: &Signals) -> Result<i32, Error> {
     // SAFETY: getpid cannot fail.
     let keeper = unsafe { libc::getpid() };
     // SAFETY: the keeper process is single-threaded here; the child only sets up its
@@ -486,4 +482,3 @@ fn write_fd(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
 fn pipe(dir: &Path) -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io(dir, e))
 }
-
