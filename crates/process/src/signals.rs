@@ -34,17 +34,15 @@ pub const FORWARDED: [c_int; 8] = [
 ];
 
 /// [`FORWARDED`] and SIGCHLD: what a pid 1 waits for (see [`crate::reap`]).
-pub const FORWARDED_WITH_SIGCHLD: [c_int; 9] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGWINCH,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGCONT,
-    libc::SIGCHLD,
-];
+pub const FORWARDED_WITH_SIGCHLD: [c_int; 9] = {
+    let mut set = [libc::SIGCHLD; 9];
+    let mut i = 0;
+    while i < FORWARDED.len() {
+        set[i] = FORWARDED[i];
+        i += 1;
+    }
+    set
+};
 
 /// A set of signal numbers (a `sigset_t`).
 #[derive(Clone, Copy)]
