@@ -283,17 +283,19 @@ impl Launch {
             sync,
         } = pipes;
         drop(err_write);
-        let mut child = took_over(child)?;
         if let Some((sync_read, sync_write)) = sync {
             drop(sync_read);
-            let result = userns::map_child(child.pid());
+            // First thing after clone: the child waits for the maps before its mounts.
+            let result = userns::map_child(child);
             // EOF on the sync pipe: the maps are written.
             drop(sync_write);
             if let Err(e) = result {
-                child.kill();
+                // Killed and reaped (by pid, when no pidfd can be had).
+                let _ = took_over(child).map(|mut child| child.kill());
                 return Err(e);
             }
         }
+        let mut child = took_over(child)?;
         if let Some(ready) = on_ready {
             // Keep mode: pid 1 closes its end once set up, so EOF here means ready.
             if let Err(e) = read_report(&err_read) {
