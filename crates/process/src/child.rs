@@ -206,6 +206,27 @@ impl AsFd for Child {
     }
 }
 
+/// Makes the child of `command` outlive its caller: a session of its own (no terminal, no
+/// signal of the caller's process group) and no descriptor but 0-2 kept across exec, so that
+/// what the caller leaked (no close-on-exec) does not stay open for the child's long life.
+/// For keepers, and the per-service supervisors to come.
+pub fn detach(command: &mut Command) {
+    let hook = || {
+        // SAFETY: setsid is async-signal-safe and has no memory arguments.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cloexec = libc::CLOSE_RANGE_CLOEXEC as c_int;
+        // SAFETY: close_range only sets descriptor flags.
+        if unsafe { libc::close_range(3, libc::c_uint::MAX, cloexec) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes only async-signal-safe calls and allocates nothing.
+    unsafe { command.pre_exec(hook) };
+}
+
 fn pidfd_open(pid: pid_t) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags, no memory.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -328,6 +349,31 @@ mod tests {
         assert!(!child.wait_exit(Duration::from_millis(50)));
         child.kill();
         assert_eq!(child.try_wait().unwrap(), Some(137));
+    }
+
+    #[test]
+    fn detached_children_lead_a_session_and_inherit_no_descriptor() {
+        let leaked = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: clearing close-on-exec of our own descriptor, to leak it on purpose.
+        assert_eq!(
+            unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) },
+            0
+        );
+        let script = format!(
+            "cut -d' ' -f6 /proc/$$/stat; test -e /proc/self/fd/{} && echo leaked || echo closed",
+            leaked.as_raw_fd()
+        );
+        let mut cmd = sh(&script);
+        cmd.stdout(Stdio::piped());
+        detach(&mut cmd);
+        let (mut child, pipes) = Child::spawn(&mut cmd).unwrap();
+        let mut out = String::new();
+        pipes.stdout.unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(child.wait().unwrap(), 0);
+        let mut lines = out.lines();
+        let sid: i32 = lines.next().unwrap().trim().parse().unwrap();
+        assert_eq!(sid, child.pid(), "its own session");
+        assert_eq!(lines.next(), Some("closed"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`Child`]: a process held by a pidfd, spawned from a [`std::process::Command`], taken
 //!   over after a `fork`/`clone` ([`Child::forked`]), or adopted by pid and start time
 //!   ([`Child::adopt`]: signal and watch it, but its status belongs to its parent).
-//!   [`exit_code`] is the shell's convention: the code, or 128+N for death by signal N.
+//!   [`exit_code`] is the shell's convention: the code, or 128+N for death by signal N;
+//!   [`detach`] starts one that outlives its caller.
 //! - [`Signals`]: the usual signals ([`FORWARDED`]) blocked and read from a signalfd, so a
 //!   loop can poll them next to its own descriptors; [`supervise`] is the plain loop that
 //!   passes them to a child until it exits.
@@ -28,7 +29,7 @@ pub mod reap;
 mod signals;
 mod terminal;
 
-pub use child::{Child, Pipes, exit_code, start_time};
+pub use child::{Child, Pipes, detach, exit_code, start_time};
 pub use death::{Parent, ParentGone, die_with_caller, die_with_parent};
 pub use signals::{
     FORWARDED, FORWARDED_WITH_SIGCHLD, Received, SignalSet, Signals, reset_for_exec, supervise,
