@@ -355,10 +355,8 @@ mod tests {
     fn detached_children_lead_a_session_and_inherit_no_descriptor() {
         let leaked = std::fs::File::open("/dev/null").unwrap();
         // SAFETY: clearing close-on-exec of our own descriptor, to leak it on purpose.
-        assert_eq!(
-            unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) },
-            0
-        );
+        let rc = unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) };
+        assert_eq!(rc, 0);
         let script = format!(
             "cut -d' ' -f6 /proc/$$/stat; test -e /proc/self/fd/{} && echo leaked || echo closed",
             leaked.as_raw_fd()

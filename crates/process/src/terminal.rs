@@ -92,10 +92,8 @@ mod tests {
     fn lflag(fd: &OwnedFd) -> libc::tcflag_t {
         let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
         // SAFETY: tcgetattr fills the termios.
-        assert_eq!(
-            unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) },
-            0
-        );
+        let rc = unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) };
+        assert_eq!(rc, 0);
         // SAFETY: filled above.
         unsafe { t.assume_init() }.c_lflag
     }
