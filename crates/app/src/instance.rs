@@ -21,8 +21,9 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use cairn_process::Child;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -198,7 +199,7 @@ impl State {
         State {
             mode,
             pid,
-            start_time: cairn_sandbox::start_time(pid).unwrap_or_default(),
+            start_time: cairn_process::start_time(pid).unwrap_or_default(),
             cgroup,
             started: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -306,6 +307,9 @@ pub struct Running {
     pub mode: Mode,
     /// The process whose life is the instance's (see the module doc).
     pub pid: u32,
+    /// `pid`'s start time (clock ticks since boot), so that `stop` signals that process only.
+    #[serde(skip)]
+    pub start_time: u64,
     /// Seconds since the epoch.
     pub started: u64,
     pub dir: PathBuf,
@@ -352,16 +356,18 @@ fn live(app: &str, dir_name: &str, dir: PathBuf) -> Option<Running> {
             id: InstanceId::Named(dir_name.to_string()),
             mode: state.mode,
             pid: state.pid as u32,
+            start_time: state.start_time,
             started: state.started,
             dir,
         });
     }
-    let pid = live_owner(dir_name)?;
+    let (pid, start_time) = live_owner(dir_name)?;
     Some(Running {
         app: app.to_string(),
         id: InstanceId::Pid(pid),
         mode: Mode::Fresh,
         pid,
+        start_time,
         started: started_at(pid).unwrap_or_default(),
         dir,
     })
@@ -380,8 +386,8 @@ pub fn stop(instances: &Path, app: &str, id: Option<&str>) -> Result<Vec<String>
         }
         match r.mode {
             Mode::Fresh => {
-                // SAFETY: kill with a pid we just checked is the instance's live owner.
-                if unsafe { libc::kill(r.pid as libc::pid_t, libc::SIGTERM) } != 0 {
+                let owner = Child::adopt(r.pid as libc::pid_t, r.start_time);
+                if owner.is_none_or(|owner| owner.signal(libc::SIGTERM).is_err()) {
                     continue;
                 }
             }
@@ -415,72 +421,29 @@ fn stop_kept(app_dir: &Path, dir: &Path) -> Result<(), Error> {
     let Some(state) = State::read(dir) else {
         return Ok(());
     };
-    if let Some(pidfd) = pidfd(&state) {
-        for (signal, grace) in [(libc::SIGTERM, STOP_GRACE), (libc::SIGKILL, STOP_GRACE)] {
-            // SAFETY: signalling through a pidfd checked to be the instance's process.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    signal,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
-            if wait_exit(&pidfd, grace) {
-                break;
-            }
-        }
+    if let Some(owner) = Child::adopt(state.pid, state.start_time) {
+        owner.stop(STOP_GRACE);
     }
     let _lock = AppLock::acquire(app_dir)?;
     remove_if_owned(dir, &state)
 }
 
-/// A pidfd of the state's process, `None` when it is already gone.
-fn pidfd(state: &State) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, no memory.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, state.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    state.is_alive().then_some(fd)
-}
-
-/// Waits until the pidfd's process has exited (readable), at most `limit`.
-fn wait_exit(pidfd: &OwnedFd, limit: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 && std::io::Error::last_os_error().kind() == ErrorKind::Interrupted {
-            continue;
-        }
-        return n > 0;
-    }
-}
-
-/// The pid of an anonymous instance directory name whose owner still runs.
-fn live_owner(name: &str) -> Option<u32> {
-    let pid = name.split_once('-')?.0.parse::<u32>().ok()?;
-    (owner_id(pid)? == name).then_some(pid)
+/// The pid and start time of an anonymous instance directory name whose owner still runs.
+fn live_owner(name: &str) -> Option<(u32, u64)> {
+    let (pid, start) = name.split_once('-')?;
+    let (pid, start) = (pid.parse::<u32>().ok()?, start.parse::<u64>().ok()?);
+    (owner_id(pid)? == name).then_some((pid, start))
 }
 
 /// `PID-STARTTIME` of a live process, `None` when it is gone.
 fn owner_id(pid: u32) -> Option<String> {
-    let start = cairn_sandbox::start_time(pid as i32)?;
+    let start = cairn_process::start_time(pid as i32)?;
     Some(format!("{pid}-{start}"))
 }
 
 /// When process `pid` started, in seconds since the epoch (boot time + its start ticks).
 fn started_at(pid: u32) -> Option<u64> {
-    let ticks = cairn_sandbox::start_time(pid as i32)?;
+    let ticks = cairn_process::start_time(pid as i32)?;
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: u64 = stat
         .lines()

@@ -24,15 +24,15 @@
 //! are reparented to the sandbox's pid 1 and live as long as the kept sandbox.
 
 use std::convert::Infallible;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+use cairn_process::{Child, FORWARDED, Signals};
 use libc::{c_int, pid_t};
 
 use crate::cgroup;
 use crate::error::{Error, Fail};
 use crate::keeper::Kept;
 use crate::process::{self, Death, Program};
-use crate::signals;
 use crate::spec::SandboxSpec;
 use crate::sys;
 use crate::userns::{self, Caller};
@@ -46,10 +46,11 @@ pub fn enter(kept: &Kept, spec: &SandboxSpec) -> Result<i32, Error> {
     let caller = Caller::current();
     let mapping = userns::plan(spec.namespaces.user, spec.user, caller)?;
     let program = Program::prepare(spec, &mapping)?;
-    let pidfd = pidfd_open(kept)?;
+    // The start time is checked once the pidfd is open: it is that process for good.
+    let sandbox = Child::adopt(kept.pid, kept.start_time).ok_or(Error::Gone { pid: kept.pid })?;
     let joins = cgroup::open_joins(&kept.cgroup)?;
     let entry = Entry {
-        pidfd,
+        sandbox,
         flags: setns_flags(spec),
         cgroup_fds: joins.iter().map(AsRawFd::as_raw_fd).collect(),
         program,
@@ -83,25 +84,10 @@ fn setns_flags(spec: &SandboxSpec) -> c_int {
     .fold(libc::CLONE_NEWNS, |flags, (_, flag)| flags | flag)
 }
 
-/// A pidfd of the kept sandbox's pid 1, checked after opening: if the start time still
-/// matches, the pidfd is that process (a pidfd never follows a reused pid).
-fn pidfd_open(kept: &Kept) -> Result<OwnedFd, Error> {
-    // SAFETY: pidfd_open takes a pid and flags, no memory.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, kept.pid, 0) };
-    if fd < 0 {
-        return Err(Error::Gone { pid: kept.pid });
-    }
-    // SAFETY: pidfd_open returned a fresh descriptor (close-on-exec) that we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as c_int) };
-    if !kept.is_alive() {
-        return Err(Error::Gone { pid: kept.pid });
-    }
-    Ok(fd)
-}
-
 /// Everything the entry process needs, prepared so that it never allocates.
 struct Entry {
-    pidfd: OwnedFd,
+    /// The kept sandbox's pid 1 (its pidfd names the namespaces to join).
+    sandbox: Child,
     flags: c_int,
     cgroup_fds: Vec<c_int>,
     program: Program,
@@ -113,8 +99,10 @@ impl Entry {
     fn execute(self) -> Result<i32, Error> {
         let (err_read, err_write) = process::pipe()?;
         let (pid_read, pid_write) = process::pipe()?;
-        let set = signals::wait_set();
-        let _blocked = signals::Blocked::new(&set)?;
+        let signals = Signals::block(&FORWARDED).map_err(|err| Error::Sys {
+            op: "block signals",
+            err,
+        })?;
         let entry = match sys::clone(0) {
             Ok(0) => self.child(&err_read, &err_write, &pid_read, &pid_write),
             Ok(pid) => pid,
@@ -127,14 +115,16 @@ impl Entry {
         };
         drop(err_write);
         drop(pid_write);
-        reap(entry);
+        // It exits as soon as the program is forked.
+        let _ = process::took_over(entry)?.wait();
         let Some(program) = read_pid(&pid_read) else {
             process::read_report(&err_read)?;
             return Err(Error::Setup("entry process ended without a program".into()));
         };
-        let status = signals::forward_until_exit(program, &set, self.program.shares_tty());
+        let mut program = process::took_over(program)?;
+        let code = process::supervise(&mut program, &signals, self.program.shares_tty())?;
         process::read_report(&err_read)?;
-        Ok(signals::exit_code(status))
+        Ok(code)
     }
 
     /// The entry process. Never returns.
@@ -159,7 +149,7 @@ impl Entry {
         }
         cgroup::join(&self.cgroup_fds)?;
         // SAFETY: setns with a pidfd we own and namespace flags; no memory arguments.
-        if unsafe { libc::setns(self.pidfd.as_raw_fd(), self.flags) } != 0 {
+        if unsafe { libc::setns(self.sandbox.as_fd().as_raw_fd(), self.flags) } != 0 {
             return Err(Fail::bare(
                 "join the kept sandbox's namespaces (setns)",
                 sys::errno(),
@@ -175,18 +165,6 @@ impl Entry {
                 sys::exit(0)
             }
             Err(e) => Err(Fail::bare("fork program", e)),
-        }
-    }
-}
-
-/// Waits for the entry process (it exits as soon as the program is forked).
-fn reap(pid: pid_t) {
-    let mut status = 0;
-    loop {
-        // SAFETY: reaping our own child into a valid out-parameter.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-        if rc >= 0 || sys::errno() != libc::EINTR {
-            break;
         }
     }
 }

@@ -18,8 +18,9 @@
 //! [`enter`]: crate::enter
 //! [`run`]: crate::run
 
-use std::io::Read;
 use std::path::PathBuf;
+
+use cairn_process::start_time;
 
 use libc::pid_t;
 
@@ -87,52 +88,12 @@ pub fn keep(spec: &SandboxSpec, on_ready: &mut dyn FnMut(&Kept)) -> Result<i32, 
     result
 }
 
-/// Start time of process `pid` (clock ticks since boot), `None` when there is no such
-/// process or it has exited (a zombie has no namespaces left to enter). Read into a stack
-/// buffer: this is on the path of every entered call.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = [0u8; 1024];
-    let mut len = 0;
-    while len < buf.len() {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    parse_start_time(&buf[..len])
-}
-
-/// Field 22 of a `/proc/PID/stat` line, unless field 3 (the state) says the process has
-/// exited (`Z`ombie, `X` dead). The command name (field 2) may hold spaces and parentheses:
-/// the fields restart after the last ')'.
-fn parse_start_time(stat: &[u8]) -> Option<u64> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    if matches!(fields.next()?, "Z" | "X") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn start_time_skips_odd_command_names() {
-        let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
-        assert_eq!(parse_start_time(line), Some(98765));
-        assert_eq!(parse_start_time(b"42 (x"), None);
-        let zombie = b"42 (a) Z 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
-        assert_eq!(parse_start_time(zombie), None);
-    }
-
-    #[test]
-    fn own_start_time_is_stable_and_dead_pids_have_none() {
+    fn kept_sandboxes_are_known_by_pid_and_start_time() {
         let me = std::process::id() as i32;
         let t = start_time(me).unwrap();
         assert_eq!(start_time(me), Some(t));
@@ -149,6 +110,5 @@ mod tests {
             }
             .is_alive()
         );
-        assert_eq!(start_time(i32::MAX), None);
     }
 }

@@ -18,7 +18,7 @@
 //! 1. cgroup directories and limits (`cgroup`), the mount plan with bind sources checked
 //!    (`rootfs`, `dev`), the seccomp programs (`seccomp`), execve's arrays and PATH
 //!    candidates;
-//! 2. block the forwarded signals and SIGCHLD (`signals`), then one `clone` with every
+//! 2. block the forwarded signals and SIGCHLD (`cairn_process::Signals`), then one `clone` with every
 //!    namespace flag except time (clone cannot take it).
 //!
 //! In the set-up child (replays the plan, never allocates):
@@ -66,13 +66,12 @@ mod keeper;
 mod process;
 mod rootfs;
 mod seccomp;
-mod signals;
 mod spec;
 mod sys;
 mod userns;
 
 pub use enter::enter;
 pub use error::Error;
-pub use keeper::{Kept, keep, start_time};
+pub use keeper::{Kept, keep};
 pub use process::run;
 pub use spec::{Capability, CgroupLimits, Mount, Namespaces, SandboxSpec, SeccompPolicy, UserIds};

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use cairn_process::{Child, FORWARDED_WITH_SIGCHLD, Parent, ParentGone, SignalSet, Signals};
 use libc::{c_char, c_int, pid_t};
 use seccompiler::BpfProgram;
 
@@ -21,7 +22,7 @@ use crate::error::{Error, Fail, MsgBuf};
 use crate::rootfs::{RootPlan, cstring};
 use crate::spec::{SandboxSpec, UserIds};
 use crate::userns::{self, Caller, Mapping};
-use crate::{caps, seccomp, signals, sys};
+use crate::{caps, seccomp, sys};
 
 /// Runs `spec.argv` in the sandbox described by `spec` and returns its exit status
 /// (128+N when killed by signal N). Errors are set-up failures; the program's own failure
@@ -142,14 +143,7 @@ impl Program {
         // After fork and id changes the death signal is reset: set it (again) now.
         match death {
             Death::Never => {}
-            Death::WithReaper(pid) => {
-                sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-                    .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
-                // SAFETY: getppid cannot fail.
-                if unsafe { libc::getppid() } != pid {
-                    sys::exit(1);
-                }
-            }
+            Death::WithReaper(pid) => die_with(Parent::Pid(pid))?,
             Death::WithLauncher => die_with_parent(err_fd)?,
         }
         caps::set_process(self.process_caps)?;
@@ -165,7 +159,7 @@ impl Program {
         {
             return Err(Fail::bare("close_range", sys::errno()));
         }
-        signals::reset_for_exec();
+        cairn_process::reset_for_exec();
         seccomp::install(&self.filters)?;
         exec(self)
     }
@@ -268,10 +262,12 @@ impl Launch {
             err_write,
             sync,
         };
-        let set = signals::wait_set();
-        let _blocked = signals::Blocked::new(&set)?;
+        let signals = Signals::block(&FORWARDED_WITH_SIGCHLD).map_err(|err| Error::Sys {
+            op: "block signals",
+            err,
+        })?;
         let child = match sys::clone(self.clone_flags) {
-            Ok(0) => self.child(&pipes, &set),
+            Ok(0) => self.child(&pipes, signals.set()),
             Ok(pid) => pid,
             Err(e) => {
                 let err = std::io::Error::from_raw_os_error(e);
@@ -289,31 +285,34 @@ impl Launch {
         drop(err_write);
         if let Some((sync_read, sync_write)) = sync {
             drop(sync_read);
+            // First thing after clone: the child waits for the maps before its mounts.
             let result = userns::map_child(child);
             // EOF on the sync pipe: the maps are written.
             drop(sync_write);
             if let Err(e) = result {
-                kill_and_reap(child);
+                // Killed and reaped (by pid, when no pidfd can be had).
+                let _ = took_over(child).map(|mut child| child.kill());
                 return Err(e);
             }
         }
+        let mut child = took_over(child)?;
         if let Some(ready) = on_ready {
             // Keep mode: pid 1 closes its end once set up, so EOF here means ready.
             if let Err(e) = read_report(&err_read) {
-                kill_and_reap(child);
+                child.kill();
                 return Err(e);
             }
-            ready(child);
+            ready(child.pid());
         }
         // Not waiting for the exec report here saves a wake-up on the hot path: the report
         // (or EOF) is read once the sandbox has exited, when every writer is gone.
-        let status = signals::forward_until_exit(child, &set, !self.program.new_session);
+        let code = supervise(&mut child, &signals, self.program.shares_tty())?;
         read_report(&err_read)?;
-        Ok(signals::exit_code(status))
+        Ok(code)
     }
 
     /// The set-up child. Never returns: it execs the program, becomes the reaper, or exits.
-    fn child(&self, pipes: &Pipes, set: &libc::sigset_t) -> ! {
+    fn child(&self, pipes: &Pipes, set: &SignalSet) -> ! {
         sys::close(pipes.err_read.as_raw_fd());
         let err_fd = pipes.err_write.as_raw_fd();
         let sync_fd = pipes.sync.as_ref().map(|(r, w)| {
@@ -329,7 +328,7 @@ impl Launch {
         &'a self,
         err_fd: c_int,
         sync_fd: Option<c_int>,
-        set: &libc::sigset_t,
+        set: &SignalSet,
     ) -> Result<Infallible, Fail<'a>> {
         if self.die_with_parent {
             die_with_parent(err_fd)?;
@@ -365,7 +364,8 @@ impl Launch {
             // the sandbox is ready; then hold the namespaces until told to stop.
             // SAFETY: closing every descriptor above stderr, none of which we use again.
             unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
-            signals::hold(set)
+            cairn_process::reap::until_stopped(set);
+            sys::exit(0)
         }
         if !self.fork_program {
             return self.exec_program(err_fd, None);
@@ -379,7 +379,8 @@ impl Launch {
                 // sandbox's lifetime would keep them open behind the caller's back.
                 // SAFETY: closing every descriptor above stderr, none of which we use again.
                 unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
-                signals::reap(program, set, !self.program.new_session)
+                let code = cairn_process::reap::until_exit(program, set, self.program.shares_tty());
+                sys::exit(code)
             }
             Err(e) => Err(Fail::bare("fork program", e)),
         }
@@ -400,22 +401,40 @@ impl Launch {
     }
 }
 
-/// PR_SET_PDEATHSIG, then make sure the parent did not die before it took effect: the
-/// error pipe's write end reports POLLERR once its only reader (the parent) is gone.
+/// Dies with the launching process, recognised by the error pipe's write end (its only
+/// reader is the launcher, and getppid says 0 across a new pid namespace).
 pub(crate) fn die_with_parent(err_fd: c_int) -> Result<(), Fail<'static>> {
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| Fail::bare("prctl(PR_SET_PDEATHSIG)", e))?;
-    let mut pfd = libc::pollfd {
-        fd: err_fd,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if n > 0 && pfd.revents & libc::POLLERR != 0 {
-        sys::exit(1);
+    die_with(Parent::PipeWriter(err_fd))
+}
+
+/// SIGKILL when `parent` dies; exits at once if it already has (no one is left to tell).
+fn die_with(parent: Parent) -> Result<(), Fail<'static>> {
+    match cairn_process::die_with_parent(libc::SIGKILL, parent) {
+        Ok(()) => Ok(()),
+        Err(ParentGone::Already) => sys::exit(1),
+        Err(ParentGone::Prctl(e)) => Err(Fail::bare("prctl(PR_SET_PDEATHSIG)", e)),
     }
-    Ok(())
+}
+
+/// The sandbox's first process (or an entered program), held from here on (killed if it
+/// cannot be).
+pub(crate) fn took_over(pid: pid_t) -> Result<Child, Error> {
+    Child::forked(pid).map_err(|err| Error::Sys {
+        op: "open a pidfd of the sandbox",
+        err,
+    })
+}
+
+/// Passes the caller's signals to `child` until it exits; its exit code.
+pub(crate) fn supervise(
+    child: &mut Child,
+    signals: &Signals,
+    shared_tty: bool,
+) -> Result<i32, Error> {
+    cairn_process::supervise(child, signals, shared_tty).map_err(|err| Error::Sys {
+        op: "wait for the sandbox",
+        err,
+    })
 }
 
 fn wait_for_eof(fd: c_int) -> Result<(), Fail<'static>> {
@@ -537,19 +556,6 @@ pub(crate) fn read_report(fd: &OwnedFd) -> Result<(), Error> {
     }
     let line = String::from_utf8_lossy(&text);
     Err(Error::Setup(line.trim_end().to_string()))
-}
-
-pub(crate) fn kill_and_reap(child: pid_t) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child, libc::SIGKILL) };
-    let mut status = 0;
-    loop {
-        // SAFETY: reaping our own child into a valid out-parameter.
-        let rc = unsafe { libc::waitpid(child, &mut status, libc::__WALL) };
-        if rc >= 0 || sys::errno() != libc::EINTR {
-            break;
-        }
-    }
 }
 
 fn env_entry(key: &OsStr, value: &OsStr) -> Result<CString, Error> {

@@ -245,10 +245,9 @@ fn run_captured(spec: &SandboxSpec) -> (Result<i32, cairn_sandbox::Error>, Strin
     unsafe { libc::dup2(out.as_raw_fd(), 1) };
     let result = cairn_sandbox::run(spec);
     // SAFETY: restoring fd 1 from our saved copy.
-    unsafe {
-        libc::dup2(saved, 1);
-        libc::close(saved);
-    }
+    unsafe { libc::dup2(saved, 1) };
+    // SAFETY: closing the saved copy, which is ours and not used again.
+    unsafe { libc::close(saved) };
     let mut text = String::new();
     out.rewind().unwrap();
     out.read_to_string(&mut text).unwrap();
@@ -265,10 +264,9 @@ fn enter_captured(kept: &Kept, spec: &SandboxSpec) -> (Result<i32, cairn_sandbox
     unsafe { libc::dup2(out.as_raw_fd(), 1) };
     let result = cairn_sandbox::enter(kept, spec);
     // SAFETY: restoring fd 1 from our saved copy.
-    unsafe {
-        libc::dup2(saved, 1);
-        libc::close(saved);
-    }
+    unsafe { libc::dup2(saved, 1) };
+    // SAFETY: closing the saved copy, which is ours and not used again.
+    unsafe { libc::close(saved) };
     let mut text = String::new();
     out.rewind().unwrap();
     out.read_to_string(&mut text).unwrap();
@@ -1065,10 +1063,9 @@ fn stdin_passes(ctx: &Context) -> Outcome {
     unsafe { libc::dup2(input.as_raw_fd(), 0) };
     let (result, out) = run_captured(&ctx.spec(&["stdin"]));
     // SAFETY: restoring fd 0.
-    unsafe {
-        libc::dup2(saved, 0);
-        libc::close(saved);
-    }
+    unsafe { libc::dup2(saved, 0) };
+    // SAFETY: closing the saved copy, which is ours and not used again.
+    unsafe { libc::close(saved) };
     assert_eq!(result.unwrap(), 0);
     assert_eq!(out, "through stdin");
     Pass
@@ -1536,11 +1533,10 @@ mod probe {
         };
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // Make it our controlling terminal so that only the filter can stop TIOCSTI.
-        // SAFETY: plain calls on our own session and fds.
-        unsafe {
-            libc::setsid();
-            libc::ioctl(slave, libc::TIOCSCTTY, 0);
-        }
+        // SAFETY: setsid has no memory arguments.
+        unsafe { libc::setsid() };
+        // SAFETY: TIOCSCTTY on our own terminal takes an integer.
+        unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) };
         let c = b'x';
         // SAFETY: TIOCSTI reads one byte.
         let r = unsafe { libc::ioctl(slave, libc::TIOCSTI, &c) };
@@ -1700,11 +1696,10 @@ mod probe {
             // SAFETY: the child only sleeps and exits.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
-                // SAFETY: async-signal-safe calls only.
-                unsafe {
-                    libc::sleep(5);
-                    libc::_exit(0);
-                }
+                // SAFETY: sleep is async-signal-safe and has no memory arguments.
+                unsafe { libc::sleep(5) };
+                // SAFETY: leaving the forked child at once.
+                unsafe { libc::_exit(0) };
             }
             if pid < 0 {
                 break;

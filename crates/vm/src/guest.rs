@@ -287,17 +287,19 @@ fn run(
             false
         }
     };
-    // SAFETY: setsid and ioctl are async-signal-safe; the target leads its own session,
-    // like a program started by a login, with the terminal (if any) as its controlling one.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The target leads its own session, like a program started by a login, with the
+    // terminal (if any) as its controlling one.
+    let session = move || {
+        // SAFETY: setsid is async-signal-safe and has no memory arguments.
+        unsafe { libc::setsid() };
+        // SAFETY: TIOCSCTTY on the terminal just made stdin takes an integer argument.
+        if terminal && unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes only async-signal-safe calls and allocates nothing.
+    unsafe { cmd.pre_exec(session) };
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
@@ -330,44 +332,14 @@ fn run(
     };
     std::thread::spawn(move || control_loop(control, pid, master));
     send(reply, &GuestMessage::Started).map_err(|e| format!("control port: {e}"))?;
-    let status = reap_until(pid);
+    let status = cairn_process::reap::blocking_until(pid);
     // Whatever the target left behind would hold the pipes open: PID 1 ends it all.
     // SAFETY: kill(-1) from PID 1 signals every other process of the guest.
     unsafe { libc::kill(-1, libc::SIGKILL) };
-    reap_all();
+    cairn_process::reap::all();
     let n_out = out_relay.join().map_err(|_| "stdout relay panicked")?;
     let n_err = err_relay.join().map_err(|_| "stderr relay panicked")?;
     Ok((status, n_out, n_err))
-}
-
-/// Reaps children (PID 1 inherits every orphan) until `pid` exits; its shell-style status.
-fn reap_until(pid: libc::pid_t) -> i32 {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let got = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if got == pid {
-            if libc::WIFEXITED(status) {
-                return libc::WEXITSTATUS(status);
-            }
-            if libc::WIFSIGNALED(status) {
-                return 128 + libc::WTERMSIG(status);
-            }
-        } else if got < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 255;
-        }
-    }
-}
-
-fn reap_all() {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let got = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if got < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
 }
 
 fn copy_counted(mut from: impl Read, mut to: File) -> u64 {

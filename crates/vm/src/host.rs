@@ -1,8 +1,9 @@
 //! The host side of a launch: QEMU `microvm` with Cairn's initramfs, the rootfs as a
 //! read-only virtio-blk disk, and four virtio-serial ports whose other ends are socket pairs
 //! this process holds. It relays the caller's stdin, the guest's stdout and stderr apart
-//! (or a terminal, when the caller has one), forwards SIGINT, SIGTERM and SIGHUP (and
-//! window size changes), and returns the target's exit status.
+//! (or a terminal, when the caller has one), forwards the usual signals
+//! (`cairn_process::FORWARDED`; SIGWINCH as window size changes), and returns the target's
+//! exit status.
 //!
 //! QEMU gets its ends of the socket pairs as inherited descriptors (`-chardev socket,fd=N`),
 //! so no socket file exists and nothing can connect in between. It runs in its own process
@@ -16,8 +17,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use cairn_process::{Child, FORWARDED, RawTerminal, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, Result};
@@ -133,10 +135,18 @@ pub fn run(vm: &Vm, launch: &Launch, exe: &Path, instance_dir: &Path) -> Result<
     if request.tty.is_some() {
         pass_term(&mut request);
     }
+    // Blocked before the relay starts its stdin thread, which inherits the mask.
+    let signals = Signals::block(&FORWARDED).map_err(|e| Error::Protocol {
+        port: "signals".into(),
+        reason: e.to_string(),
+    })?;
     // Raw while the guest's terminal runs: its line discipline does the editing and turns
     // Ctrl-C into SIGINT; restored when this guard goes, on every path.
-    let raw = request.tty.and_then(|_| RawMode::enter());
-    let outcome = relay(channels, &request);
+    let stdin = std::io::stdin();
+    let raw = request
+        .tty
+        .and_then(|_| RawTerminal::enter(stdin.as_fd(), &signals));
+    let outcome = relay(channels, &request, &signals);
     drop(raw);
     qemu.kill();
     match outcome {
@@ -263,26 +273,26 @@ fn spawn_qemu(
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log_file)
-        .stderr(log_err);
-    // SAFETY: the closure only makes async-signal-safe calls (prctl, setpgid, fcntl) on
-    // values computed before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
+        .stderr(log_err)
+        .process_group(0);
+    cairn_process::die_with_caller(&mut cmd, libc::SIGKILL);
+    let inherit = move || {
+        for &fd in &fds {
+            // SAFETY: clearing close-on-exec of a descriptor this process holds.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().map_err(|e| Error::Tool {
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls fcntl (async-signal-safe) on values computed before the
+    // fork, and allocates nothing.
+    unsafe { cmd.pre_exec(inherit) };
+    let (child, _) = Child::spawn(&mut cmd).map_err(|e| Error::Tool {
         program: qemu.display().to_string(),
         message: e.to_string(),
-    })
+    })?;
+    Ok(child)
 }
 
 /// QEMU, killed and reaped when the call is over (and on unwinding).
@@ -290,8 +300,7 @@ struct Qemu(Child);
 
 impl Qemu {
     fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill();
     }
 }
 
@@ -304,14 +313,13 @@ impl Drop for Qemu {
 /// Sends the request, relays until the guest reported the exit and all output arrived.
 /// A signal before the target started ends the call (status 128+N), as it would end a
 /// local program.
-fn relay(ch: Channels, request: &Request) -> Result<i32> {
+fn relay(ch: Channels, request: &Request, signals: &Signals) -> Result<i32> {
     let ctl_err = |e: std::io::Error| Error::Protocol {
         port: proto::PORT_CONTROL.into(),
         reason: e.to_string(),
     };
     let mut ctl_writer = ch.control.try_clone().map_err(ctl_err)?;
     proto::send(&mut ctl_writer, &HostMessage::Run(request.clone())).map_err(ctl_err)?;
-    let signals = forward_signals()?;
     let stdin = ch.stdin;
     let stdin_writer = stdin.try_clone().map_err(|e| Error::Protocol {
         port: proto::PORT_STDIN.into(),
@@ -342,7 +350,7 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
             exit.is_none_or(|(_, n, _)| out.count < n),
             &err,
             exit.is_none_or(|(_, _, n)| err.count < n),
-            &signals,
+            signals,
             deadline,
         )?
         else {
@@ -351,8 +359,10 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
                 boot_timeout.as_secs_f64()
             )));
         };
-        if ready.signal {
-            let signal = read_signal(&signals)?;
+        if ready.signal
+            && let Some(got) = signals.read()
+        {
+            let signal = got.signal;
             if signal == libc::SIGWINCH {
                 if let Some(size) = request.tty.and_then(|_| window_size()) {
                     proto::send(&mut ctl_writer, &HostMessage::Resize(size)).map_err(ctl_err)?;
@@ -360,6 +370,10 @@ fn relay(ch: Channels, request: &Request) -> Result<i32> {
                 continue;
             }
             if !started {
+                // A stop and continue of the caller does not end the call.
+                if signal == libc::SIGCONT {
+                    continue;
+                }
                 return Ok(128 + signal);
             }
             proto::send(&mut ctl_writer, &HostMessage::Signal(signal)).map_err(ctl_err)?;
@@ -423,7 +437,7 @@ fn wait_readable(
     want_out: bool,
     err: &Stream,
     want_err: bool,
-    signals: &UnixStream,
+    signals: &Signals,
     deadline: Option<std::time::Instant>,
 ) -> Result<Option<Ready>> {
     if !control.buffer().is_empty() {
@@ -581,60 +595,6 @@ fn window_size() -> Option<proto::WindowSize> {
         rows: ws.ws_row,
         cols: ws.ws_col,
     })
-}
-
-/// The caller's terminal in raw mode, restored when dropped.
-struct RawMode {
-    saved: nix::sys::termios::Termios,
-}
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        use nix::sys::termios::{SetArg, tcsetattr};
-        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
-    }
-}
-
-/// SIGINT, SIGTERM, SIGHUP and SIGWINCH, caught and written as numbers to the returned
-/// socket, so that the relay loop decides what each means.
-fn forward_signals() -> Result<UnixStream> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
-    let err = |e: std::io::Error| Error::Protocol {
-        port: "signals".into(),
-        reason: e.to_string(),
-    };
-    let (reader, mut writer) = UnixStream::pair().map_err(err)?;
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).map_err(err)?;
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            if writer.write_all(&signal.to_ne_bytes()).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(reader)
-}
-
-fn read_signal(mut signals: &UnixStream) -> Result<i32> {
-    let mut buf = [0u8; 4];
-    signals.read_exact(&mut buf).map_err(|e| Error::Protocol {
-        port: "signals".into(),
-        reason: e.to_string(),
-    })?;
-    Ok(i32::from_ne_bytes(buf))
 }
 
 /// Why the VM stopped early: what the relay saw (`detail`, empty when the channels just

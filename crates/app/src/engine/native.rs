@@ -29,7 +29,6 @@
 
 use std::ffi::OsString;
 use std::io::BufRead;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -184,20 +183,7 @@ fn start_keeper(name: &str, id: &str, args: &[OsString]) -> Result<(), Error> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setsid and close_range are async-signal-safe and touch no memory. The keeper
-    // lives long: descriptors the caller leaked to it (no close-on-exec) must not stay open.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
-            if libc::close_range(3, libc::c_uint::MAX, cloexec) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    };
+    cairn_process::detach(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| Error::io(&exe, e))?;
     // One line: "ready" or why not (the keeper closes the pipe after it).
     let mut said = String::new();

@@ -34,9 +34,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
+use cairn_process::{Child, FORWARDED, Parent, Signals};
 use cairn_sandbox::SandboxSpec;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, sockopt};
 
 use crate::config::Mode;
@@ -46,20 +45,8 @@ use crate::instance::{self, AppLock, State};
 /// The keeper's socket, in the instance directory.
 pub const SOCKET: &str = "attach.sock";
 
-/// What a call passes on to the target.
-const FORWARDED: [Signal; 8] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
-
 /// What makes the keeper pass a signal to the target (`cairn app stop` sends SIGTERM).
-const KEEPER_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+const KEEPER_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn io(path: &Path, e: impl Into<std::io::Error>) -> Error {
     Error::io(path, e.into())
@@ -94,12 +81,8 @@ pub fn call(dir: &Path, what: &str) -> Result<Option<i32>, Error> {
     if !matches!(sock.read(&mut ack), Ok(1)) {
         return Ok(None);
     }
-    let mut mask = SigSet::empty();
-    for sig in FORWARDED {
-        mask.add(sig);
-    }
-    mask.thread_block().map_err(|e| io(&path, e))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| io(&path, e))?;
+    // The target runs in its keeper's session, not on this terminal: every signal is passed.
+    let signals = Signals::block(&FORWARDED).map_err(|e| io(&path, e))?;
     let mut status = [0u8; 4];
     let mut got = 0;
     loop {
@@ -109,10 +92,10 @@ pub fn call(dir: &Path, what: &str) -> Result<Option<i32>, Error> {
         ];
         poll(&mut fds).map_err(|e| io(&path, e))?;
         if fds[1].revents != 0
-            && let Ok(Some(info)) = signals.read_signal()
+            && let Some(got) = signals.read()
         {
             // A lost signal (keeper gone) shows as the missing status below.
-            let _ = sock.write_all(&(info.ssi_signo as i32).to_ne_bytes());
+            let _ = sock.write_all(&got.signal.to_ne_bytes());
         }
         if fds[0].revents != 0 {
             let n = sock.read(&mut status[got..]).unwrap_or(0);
@@ -153,18 +136,13 @@ pub fn serve(
     let sock_path = dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock_path);
     let listener = UnixListener::bind(&sock_path).map_err(|e| io(&sock_path, e))?;
-    let mut mask = SigSet::empty();
-    for sig in KEEPER_SIGNALS {
-        mask.add(sig);
-    }
-    mask.thread_block().map_err(|e| io(dir, e))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| io(dir, e))?;
+    let signals = Signals::block(&KEEPER_SIGNALS).map_err(|e| io(dir, e))?;
     let (in_read, in_write) = pipe(dir)?;
     let (out_read, out_write) = pipe(dir)?;
     let (err_read, err_write) = pipe(dir)?;
-    let runner = spawn_runner(spec, [&in_read, &out_write, &err_write], &mask)?;
+    let runner = spawn_runner(spec, [&in_read, &out_write, &err_write], &signals)?;
     drop((in_read, out_write, err_write));
-    let runner_fd = pidfd(runner).map_err(|e| io(dir, e))?;
+    let runner = Child::forked(runner).map_err(|e| io(dir, e))?;
     let state = State::new(Mode::Attach, std::process::id() as i32, Vec::new());
     state.write(dir)?;
     ready();
@@ -172,7 +150,6 @@ pub fn serve(
         listener,
         signals,
         runner,
-        runner_fd: Some(runner_fd),
         status: None,
         target_in: in_write,
         out: Some(out_read),
@@ -196,7 +173,9 @@ pub fn serve(
 
 /// Forks the runner: the target's sandbox with `stdio` as its stdin, stdout and stderr,
 /// killed with the keeper. The keeper is single-threaded (it forks before anything else).
-fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], mask: &SigSet) -> Result<i32, Error> {
+fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], signals: &Signals) -> Result<i32, Error> {
+    // SAFETY: getpid cannot fail.
+    let keeper = unsafe { libc::getpid() };
     // SAFETY: the keeper process is single-threaded here; the child only sets up its
     // descriptors, runs the sandbox and exits.
     let pid = unsafe { libc::fork() };
@@ -209,9 +188,11 @@ fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], mask: &SigSet) -> Resu
     if pid > 0 {
         return Ok(pid);
     }
-    // SAFETY: plain prctl with integer arguments: die with the keeper.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    let _ = mask.thread_unblock();
+    if cairn_process::die_with_parent(libc::SIGKILL, Parent::Pid(keeper)).is_err() {
+        // SAFETY: the keeper is gone (or the prctl failed): leave at once.
+        unsafe { libc::_exit(1) };
+    }
+    signals.restore_in_child();
     for (fd, target) in stdio.into_iter().zip(0..) {
         // SAFETY: duplicating a descriptor we hold onto a standard one.
         unsafe { libc::dup2(fd.as_raw_fd(), target) };
@@ -233,10 +214,9 @@ fn spawn_runner(spec: &SandboxSpec, stdio: [&OwnedFd; 3], mask: &SigSet) -> Resu
 
 struct Relay {
     listener: UnixListener,
-    signals: SignalFd,
-    runner: i32,
-    /// `None` once the runner has been reaped.
-    runner_fd: Option<OwnedFd>,
+    signals: Signals,
+    /// Watched (its pidfd) until reaped, when `status` is set.
+    runner: Child,
     status: Option<i32>,
     target_in: OwnedFd,
     out: Option<OwnedFd>,
@@ -285,8 +265,8 @@ impl Relay {
         let mut slots = vec![Slot::Listener];
         fds.push(pollfd(self.signals.as_fd().as_raw_fd()));
         slots.push(Slot::Signals);
-        if let Some(fd) = &self.runner_fd {
-            fds.push(pollfd(fd.as_raw_fd()));
+        if self.status.is_none() {
+            fds.push(pollfd(self.runner.as_fd().as_raw_fd()));
             slots.push(Slot::Runner);
         }
         // Output waits in its pipe while nobody is attached, unless the target is done.
@@ -319,8 +299,8 @@ impl Relay {
                 }
             }
             Slot::Signals => {
-                if let Ok(Some(info)) = self.signals.read_signal() {
-                    self.signal(info.ssi_signo as i32);
+                if let Some(got) = self.signals.read() {
+                    self.signal(got.signal);
                 }
             }
             Slot::Runner => self.reap(),
@@ -365,23 +345,14 @@ impl Relay {
     /// Passes a forwarded signal to the runner, which passes it into the sandbox.
     fn signal(&self, sig: i32) {
         if self.status.is_none() && sig > 0 && sig < 65 {
-            // SAFETY: signalling our own child (not yet reaped, so the pid is still ours).
-            unsafe { libc::kill(self.runner, sig) };
+            let _ = self.runner.signal(sig);
         }
     }
 
     /// The runner has exited: its status is the target's.
     fn reap(&mut self) {
-        let mut status = 0;
-        // SAFETY: reaping our own child into a valid out-parameter.
-        let rc = unsafe { libc::waitpid(self.runner, &mut status, libc::WNOHANG) };
-        if rc == self.runner {
-            self.status = Some(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            });
-            self.runner_fd = None;
+        if let Ok(Some(code)) = self.runner.try_wait() {
+            self.status = Some(code);
         }
     }
 
@@ -510,14 +481,4 @@ fn write_fd(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
 
 fn pipe(dir: &Path) -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io(dir, e))
-}
-
-fn pidfd(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, no memory.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
