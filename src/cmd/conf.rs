@@ -152,7 +152,7 @@ pub fn run(command: ConfCommand) -> anyhow::Result<ExitCode> {
             account,
             public_key,
         }) => {
-            let dir = config.config_dir.join("conf/trust");
+            let dir = config.trust_dir();
             cairn_daemon::confdb::TrustStore::add(&dir, &account, &public_key)?;
             println!("trusting {} for account {account}", public_key.trim());
         }
@@ -162,7 +162,7 @@ pub fn run(command: ConfCommand) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(&signed)?;
         }
         other => {
-            let admin = cairn_daemon::admin_socket(&config.run_dir);
+            let admin = config.admin_socket();
             let client = Client::new(&cairn_daemon::client::choose_socket(&admin))?;
             return remote(&client, other);
         }

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use cairn_config::json::merge;
+use cairn_config::one_line;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -227,33 +229,12 @@ fn keep_present(typed: Value, present: Value) -> Value {
     }
 }
 
-/// Deep merge: maps merge recursively, every other value (lists too) replaces.
-pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
-
 /// The YAML text of a config (as `register` writes it and `app info` shows it).
 pub fn to_yaml(config: &AppConfig) -> Result<String, Error> {
     serde_saphyr::to_string(config).map_err(|e| Error::Invalid {
         name: String::new(),
         reason: one_line(&e.to_string()),
     })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The file:line prefix is ours; the parser's own " at line N column M" would repeat it.

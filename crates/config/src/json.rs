@@ -112,7 +112,9 @@ mod tests {
             };
             let mut cur = &mut out;
             for k in parents {
-                cur = cur.get_mut(k).expect("changes only walk maps on both sides");
+                cur = cur
+                    .get_mut(k)
+                    .expect("changes only walk maps on both sides");
             }
             let map = cur.as_object_mut().expect("a parent is a map");
             match value {
@@ -168,7 +170,10 @@ mod tests {
             ]
         );
         assert!(changes(&old, &old).is_empty());
-        assert_eq!(changes(&json!(1), &json!({})), vec![(vec![], Some(&json!({})))]);
+        assert_eq!(
+            changes(&json!(1), &json!({})),
+            vec![(vec![], Some(&json!({})))]
+        );
     }
 
     proptest! {

@@ -46,7 +46,10 @@ pub struct NameError {
 /// keys), not starting with a dash (nor `_`), 1 to 64 bytes.
 pub fn check_name(kind: NameKind, name: &str) -> Result<(), NameError> {
     let allowed = |b: u8| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (kind == NameKind::Key && b == b'_')
+        b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || b == b'-'
+            || (kind == NameKind::Key && b == b'_')
     };
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -73,7 +76,17 @@ mod tests {
             for good in ["a", "my-app", "x9", "9x", &"a".repeat(64)] {
                 assert!(check_name(kind, good).is_ok(), "{kind} {good}");
             }
-            for bad in ["", "-a", "_a", "A", "a/b", "a.b", "a b", "é", &"a".repeat(65)] {
+            for bad in [
+                "",
+                "-a",
+                "_a",
+                "A",
+                "a/b",
+                "a.b",
+                "a b",
+                "é",
+                &"a".repeat(65),
+            ] {
                 assert!(check_name(kind, bad).is_err(), "{kind} {bad}");
             }
         }
@@ -85,7 +98,10 @@ mod tests {
     #[test]
     fn the_error_names_the_kind_and_the_name() {
         let err = check_name(NameKind::Vm, "Bad").unwrap_err().to_string();
-        assert!(err.starts_with("invalid vm name \"Bad\": expected lowercase"), "{err}");
+        assert!(
+            err.starts_with("invalid vm name \"Bad\": expected lowercase"),
+            "{err}"
+        );
         let err = check_name(NameKind::App, "a/b").unwrap_err().to_string();
         assert!(err.starts_with("invalid app name \"a/b\""), "{err}");
     }

@@ -84,14 +84,14 @@ impl Client {
 fn unreachable(socket: &Path, reason: impl std::fmt::Display) -> Error {
     Error::Unreachable {
         socket: socket.to_path_buf(),
-        reason: crate::apps::one_line(&reason.to_string()),
+        reason: cairn_config::one_line(&reason.to_string()),
     }
 }
 
 fn bad_response(socket: &Path, reason: impl std::fmt::Display) -> Error {
     Error::BadResponse {
         socket: socket.to_path_buf(),
-        reason: crate::apps::one_line(&reason.to_string()),
+        reason: cairn_config::one_line(&reason.to_string()),
     }
 }
 

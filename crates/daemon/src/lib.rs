@@ -40,7 +40,7 @@ use std::path::PathBuf;
 pub use cairn_confdb as confdb;
 pub use client::{Client, Session, open_session};
 pub use hyper::Method;
-pub use server::{Daemon, DaemonOptions, admin_socket, run};
+pub use server::{Daemon, DaemonOptions, run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

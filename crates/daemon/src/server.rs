@@ -31,9 +31,8 @@ use tokio::task::JoinHandle;
 /// Where the daemon finds and puts things.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
-    pub config_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub run_dir: PathBuf,
+    /// The Cairn roots: every location comes from their path helpers.
+    pub paths: cairn_config::Config,
     /// The cairn binary, used to run hooks of sandboxed apps (`cairn run --node ...`).
     pub exe: PathBuf,
     pub hook_timeout: Duration,
@@ -44,10 +43,15 @@ pub struct DaemonOptions {
 impl DaemonOptions {
     /// The standard layout under the three Cairn roots.
     pub fn new(config_dir: &Path, state_dir: &Path, run_dir: &Path) -> DaemonOptions {
+        DaemonOptions::from_config(cairn_config::Config::with_dirs(
+            config_dir, state_dir, run_dir,
+        ))
+    }
+
+    /// The layout of a loaded configuration.
+    pub fn from_config(paths: cairn_config::Config) -> DaemonOptions {
         DaemonOptions {
-            config_dir: config_dir.to_path_buf(),
-            state_dir: state_dir.to_path_buf(),
-            run_dir: run_dir.to_path_buf(),
+            paths,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cairn")),
             hook_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
@@ -55,25 +59,20 @@ impl DaemonOptions {
     }
 
     pub fn admin_socket(&self) -> PathBuf {
-        admin_socket(&self.run_dir)
+        self.paths.admin_socket()
     }
 
     fn apps_dir(&self) -> PathBuf {
-        self.config_dir.join("apps")
+        self.paths.apps_dir()
     }
 
     fn app_socket(&self, app: &str) -> PathBuf {
-        self.run_dir.join("apps").join(format!("{app}.sock"))
+        self.paths.app_socket(app)
     }
 
     fn sessions_dir(&self) -> PathBuf {
-        self.run_dir.join("sessions")
+        self.paths.sessions_dir()
     }
-}
-
-/// The admin socket for a run directory: `<run>/cairn.sock`.
-pub fn admin_socket(run_dir: &Path) -> PathBuf {
-    run_dir.join("cairn.sock")
 }
 
 /// State shared by every socket and task.
@@ -130,9 +129,9 @@ impl Daemon {
     /// Opens the databases, binds the admin socket and every app's socket, and starts
     /// serving. Refuses to start when another daemon answers on the admin socket.
     pub async fn start(options: DaemonOptions) -> Result<Daemon, Error> {
-        prepare_dir(&options.run_dir, 0o755)?;
-        let trust = cairn_confdb::keys::TrustStore::load(&options.config_dir.join("conf/trust"))?;
-        let confdb = Confdb::open(&options.state_dir.join("confdb"), trust).await?;
+        prepare_dir(&options.paths.run_dir, 0o755)?;
+        let trust = cairn_confdb::keys::TrustStore::load(&options.paths.trust_dir())?;
+        let confdb = Confdb::open(&options.paths.confdb_dir(), trust).await?;
         // Sessions belonged to runs of a previous daemon; their sockets are dead.
         remove_dir_if_present(&options.sessions_dir())?;
         let admin = bind_admin(&options)?;
@@ -555,7 +554,7 @@ pub(crate) async fn open_session(
 
 pub(crate) fn close_session(shared: &Shared, id: &str) -> bool {
     let name = format!("{SESSION_PREFIX}{id}");
-    if apps::check_name(&name).is_err() {
+    if cairn_config::check_name(cairn_config::NameKind::App, &name).is_err() {
         return false;
     }
     let closed = stop_app(shared, &name, &socket_path_of(shared, &name));

@@ -104,7 +104,7 @@ impl ImageStore {
 
     /// The store of this Cairn configuration: `<state_dir>/images`.
     pub fn from_config(config: &cairn_config::Config) -> Result<ImageStore> {
-        ImageStore::open(&config.state_dir.join("images"))
+        ImageStore::open(&config.images_dir())
     }
 
     pub fn root(&self) -> &Path {
