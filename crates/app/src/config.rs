@@ -248,7 +248,6 @@ fn strip_location(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -340,44 +339,5 @@ mod tests {
                 .to_string()
                 .contains("--privileged")
         );
-    }
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            any::<bool>().prop_map(Value::from),
-            "[a-z]{0,3}".prop_map(Value::from),
-            proptest::collection::vec("[a-z]{0,2}".prop_map(Value::from), 0..3)
-                .prop_map(Value::Array),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            proptest::collection::btree_map("[a-c]", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect()))
-        })
-    }
-
-    proptest! {
-        /// Merging a value over anything yields that value wherever it sets a non-map, and
-        /// keeps every key of both sides; merging is idempotent.
-        #[test]
-        fn merge_laws(a in value(), b in value()) {
-            let mut m = a.clone();
-            merge(&mut m, b.clone());
-            fn covers(m: &Value, b: &Value) -> bool {
-                match (m, b) {
-                    (Value::Object(m), Value::Object(b)) => {
-                        b.iter().all(|(k, v)| m.get(k).is_some_and(|mv| covers(mv, v)))
-                    }
-                    (m, b) => m == b,
-                }
-            }
-            prop_assert!(covers(&m, &b));
-            if let (Value::Object(ma), Value::Object(_)) = (&a, &b) {
-                let mo = m.as_object().unwrap();
-                prop_assert!(ma.keys().all(|k| mo.contains_key(k)));
-            }
-            let mut again = m.clone();
-            merge(&mut again, b.clone());
-            prop_assert_eq!(again, m);
-        }
     }
 }

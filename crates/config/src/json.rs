@@ -206,12 +206,26 @@ mod tests {
             }
         }
 
-        /// The right side wins at every non-map value it sets (nulls included); values of
-        /// the left side survive wherever the right side sets nothing on their path; and
-        /// nothing is invented.
+        /// The right side wins at every non-map value it sets (nulls included) and leaves
+        /// a map wherever it has one; values of the left side survive wherever the right
+        /// side sets nothing on their path, and so do the keys of two maps; nothing is
+        /// invented.
         #[test]
         fn right_side_wins_and_maps_merge(a in tree(), b in tree()) {
             let m = merged(&a, &b);
+            fn covers(m: &Value, b: &Value) -> bool {
+                match (m, b) {
+                    (Value::Object(m), Value::Object(b)) => {
+                        b.iter().all(|(k, v)| m.get(k).is_some_and(|mv| covers(mv, v)))
+                    }
+                    (m, b) => m == b,
+                }
+            }
+            prop_assert!(covers(&m, &b));
+            if let (Value::Object(ma), Value::Object(_)) = (&a, &b) {
+                let mo = m.as_object().expect("two maps merge into a map");
+                prop_assert!(ma.keys().all(|k| mo.contains_key(k)));
+            }
             for path in scalars(&b) {
                 prop_assert_eq!(get(&m, &path), get(&b, &path));
             }
