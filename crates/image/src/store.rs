@@ -383,14 +383,17 @@ fn hex_of(digest: &str) -> String {
 
 /// The canonical form of an image reference (`busybox` → `docker.io/library/busybox:latest`).
 pub fn normalize_reference(reference: &str) -> Result<String> {
-    let parsed: oci_client::Reference =
-        reference
-            .parse()
-            .map_err(|e: oci_client::ParseError| Error::Reference {
-                reference: reference.to_string(),
-                message: e.to_string(),
-            })?;
-    Ok(parsed.whole())
+    Ok(parse_reference(reference)?.whole())
+}
+
+/// Parses an image reference, the error naming it.
+pub(crate) fn parse_reference(reference: &str) -> Result<oci_client::Reference> {
+    reference
+        .parse()
+        .map_err(|e: oci_client::ParseError| Error::Reference {
+            reference: reference.to_string(),
+            message: e.to_string(),
+        })
 }
 
 pub(crate) fn now() -> u64 {
