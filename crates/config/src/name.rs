@@ -23,20 +23,21 @@ impl fmt::Display for NameKind {
 }
 
 impl NameKind {
-    fn alphabet(self) -> &'static str {
+    fn rule(self) -> &'static str {
         match self {
-            NameKind::Key => "lowercase letters, digits, dashes and '_'",
-            NameKind::App | NameKind::Vm => "lowercase letters, digits and dashes",
+            NameKind::Key => {
+                "lowercase letters, digits, dashes and '_', starting with a letter or digit"
+            }
+            NameKind::App | NameKind::Vm => {
+                "lowercase letters, digits and dashes, not starting with a dash"
+            }
         }
     }
 }
 
 /// A name outside the rule of its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid {kind} name {name:?}: expected {}, not starting with a dash, at most 64 bytes",
-    kind.alphabet()
-)]
+#[error("invalid {kind} name {name:?}: expected {}, at most 64 bytes", kind.rule())]
 pub struct NameError {
     pub kind: NameKind,
     pub name: String,
@@ -104,6 +105,11 @@ mod tests {
         );
         let err = check_name(NameKind::App, "a/b").unwrap_err().to_string();
         assert!(err.starts_with("invalid app name \"a/b\""), "{err}");
+        let err = check_name(NameKind::Key, "_k").unwrap_err().to_string();
+        assert!(
+            err.contains("'_', starting with a letter or digit"),
+            "{err}"
+        );
     }
 
     proptest! {
