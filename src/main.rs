@@ -198,7 +198,8 @@ mod tests {
     /// field, arguments that look like options included.
     #[test]
     fn requests_survive_the_command_line() {
-        let args: Vec<std::ffi::OsString> = ["--help", "", "-c", "--", "a b"].map(Into::into).into();
+        let args: Vec<std::ffi::OsString> =
+            ["--help", "", "-c", "--", "a b"].map(Into::into).into();
         for target in [
             Target::Node("/n/leaf".into()),
             Target::App("web".into()),

@@ -371,7 +371,9 @@ fn vm_apps_refuse_confdb_plugs_at_register() {
     let world = World::new();
     let out = world
         .cairn()
-        .args(["app", "register", "guest", "--vm", "none", "--target", "/bin/sh"])
+        .args([
+            "app", "register", "guest", "--vm", "none", "--target", "/bin/sh",
+        ])
         .args(["--confdb-plug", "acme/network/observe-device"])
         .output()
         .unwrap();

@@ -497,7 +497,10 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
     }
     let world = World::new();
     let signed = signed_schema(&world);
-    support::import_layout(&world, &support::write_busybox_layout(&world.path("layout")));
+    support::import_layout(
+        &world,
+        &support::write_busybox_layout(&world.path("layout")),
+    );
     // The hook proves where it runs: the image's variable and the sandbox's hostname.
     let hook = r#"data=$(cat); case "$data" in *6.6.6.6*) echo "banned by $CAIRN_APP in $(cat /proc/sys/kernel/hostname) (image: $FROM_IMAGE)" >&2; exit 1;; esac; printf '%s' "$data" | sed 's/eth9/eth0/'"#;
     let register = |name: &str, plugs: &[&str]| {
@@ -520,9 +523,15 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
     );
     register(
         "vpn",
-        &["acme/network/control-tunnel:custodian", "acme/network/observe-interfaces"],
+        &[
+            "acme/network/control-tunnel:custodian",
+            "acme/network/observe-interfaces",
+        ],
     );
-    register("reporting", &["acme/network/observe-tunnel", "acme/network/observe-device"]);
+    register(
+        "reporting",
+        &["acme/network/observe-tunnel", "acme/network/observe-device"],
+    );
     support::write(
         &world.config_dir().join("apps/vpn.d/hooks.yaml"),
         &format!("hooks:\n  change-view: '{}'\n", hook.replace('\'', "''")),
@@ -563,9 +572,12 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
         "http://127.0.0.1:8000\n"
     );
     // The vpn custodian's hook runs in the vpn image's sandbox: it rewrites and rejects.
-    app("control", "cairn conf set acme/network/control-tunnel interface=eth9")
-        .assert()
-        .success();
+    app(
+        "control",
+        "cairn conf set acme/network/control-tunnel interface=eth9",
+    )
+    .assert()
+    .success();
     assert_eq!(
         stdout_of(world.cairn().args(["conf", "get", TUNNEL, "interface"])),
         "eth0\n"
@@ -592,7 +604,10 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
         "[\n  \"192.168.21.3\"\n]\nca155b32\n"
     );
     assert_eq!(
-        error_of(&mut app("reporting", "cairn conf get acme/network/control-device")),
+        error_of(&mut app(
+            "reporting",
+            "cairn conf get acme/network/control-device"
+        )),
         "cairn: permission denied: app \"reporting\" has no plug for view acme/network/control-device"
     );
     // vpn, through its own socket, reads the interfaces as its observe plug shows them.
@@ -615,7 +630,12 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
         .cairn()
         .args(["app", "register", "node-reporting", "--node"])
         .arg(&leaf)
-        .args(["--target", "/bin/sh", "--confdb-plug", "acme/network/observe-device"])
+        .args([
+            "--target",
+            "/bin/sh",
+            "--confdb-plug",
+            "acme/network/observe-device",
+        ])
         .arg("--app-path")
         .arg(world.path("bin/node-reporting"))
         .assert()

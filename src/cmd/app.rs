@@ -213,7 +213,7 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => (instance.as_str(), None),
             };
-            cairn_app::check_name(name)?;
+            cairn_config::check_name(cairn_config::NameKind::App, name)?;
             for id in cairn_app::instance::stop(&apps.instances, name, id)? {
                 eprintln!("stopped {name}@{id}");
             }
@@ -231,7 +231,12 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
             id,
             launch,
             args,
-        } => return launch_request(&config, launch.request(Target::Keep { app: name, id }, args)),
+        } => {
+            return launch_request(
+                &config,
+                launch.request(Target::Keep { app: name, id }, args),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -151,7 +151,7 @@ pub fn run(command: ConfCommand) -> anyhow::Result<ExitCode> {
             account,
             public_key,
         }) => {
-            let dir = config.config_dir.join("conf/trust");
+            let dir = config.trust_dir();
             cairn_daemon::confdb::TrustStore::add(&dir, &account, &public_key)?;
             println!("trusting {} for account {account}", public_key.trim());
         }

@@ -21,8 +21,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     }
     let config = cairn_config::Config::load()?;
     let _journal = cairn_daemon::logging::journald();
-    let options =
-        cairn_daemon::DaemonOptions::new(&config.config_dir, &config.state_dir, &config.run_dir);
+    let options = cairn_daemon::DaemonOptions::from_config(config);
     cairn_daemon::run(options)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -98,7 +98,7 @@ pub fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VmCommand::Rm { name } => {
-            cairn_vm::check_name(&name)?;
+            cairn_config::check_name(cairn_config::NameKind::Vm, &name)?;
             let apps = cairn_app::Apps::new(&config);
             let users: Vec<String> = apps
                 .list()?
@@ -131,8 +131,8 @@ pub fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
                 launch.env.retain(|(key, _)| key != k);
                 launch.env.push((k.into(), v.into()));
             }
-            cairn_vm::check_name(&args.name)?;
-            let dir = cairn_vm::temp_instance(&config.run_dir, &args.name)?;
+            cairn_config::check_name(cairn_config::NameKind::Vm, &args.name)?;
+            let dir = cairn_vm::temp_instance(&config, &args.name)?;
             let code = cairn_vm::run(&store, &args.name, &launch, dir.path())?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }

@@ -109,4 +109,3 @@ pub fn signed_schema(world: &World) -> PathBuf {
     std::fs::write(&signed, out.stdout).unwrap();
     signed
 }
-

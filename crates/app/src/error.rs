@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     #[error("app {name}: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("invalid app name {name:?}: expected lowercase letters, digits and dashes")]
-    Name { name: String },
+    /// App names become file and command names (and the daemon's socket names).
+    #[error(transparent)]
+    Name(#[from] cairn_config::NameError),
     #[error("no app named {name} (see `cairn app ls`)")]
     NotFound { name: String },
     #[error("no running instance of {what} (see `cairn app ps`)")]

@@ -16,4 +16,4 @@ pub mod registry;
 pub use config::{AppConfig, Engine, Hooks, Mode};
 pub use engine::{LaunchContext, launch, validate};
 pub use error::Error;
-pub use registry::{AppEntry, Apps, check_name, default_app_path};
+pub use registry::{AppEntry, Apps, default_app_path};

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_config::{NameKind, check_name};
 use serde::Serialize;
 
 use crate::config::{self, AppConfig};
@@ -15,7 +16,8 @@ pub struct Apps {
     pub dir: PathBuf,
     /// `<run>/instances`: one directory per app, one below it per running instance.
     pub instances: PathBuf,
-    state_dir: PathBuf,
+    /// `<state>/images`: the image store the apps pin.
+    images: PathBuf,
 }
 
 /// One row of `cairn app ls`: the merged config, or why it cannot be read.
@@ -26,19 +28,6 @@ pub struct AppEntry {
     pub config: Option<AppConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// App names become file and command names, so they are kept to a safe alphabet (the
-/// daemon applies the same rule to its per-app sockets).
-pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = cairn_config::is_safe_name(name);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Name {
-            name: name.to_string(),
-        })
-    }
 }
 
 /// The pin owners of an app: its image, base and each extra layer image.
@@ -75,9 +64,9 @@ pub fn default_app_path(name: &str, env: &cairn_config::Env) -> Result<PathBuf, 
 impl Apps {
     pub fn new(config: &cairn_config::Config) -> Apps {
         Apps {
-            dir: config.config_dir.join("apps"),
-            instances: config.run_dir.join("instances"),
-            state_dir: config.state_dir.clone(),
+            dir: config.apps_dir(),
+            instances: config.instances_dir(),
+            images: config.images_dir(),
         }
     }
 
@@ -87,11 +76,11 @@ impl Apps {
 
     /// Cheap check for the multi-call entry: is there a config file for `name`?
     pub fn is_registered(&self, name: &str) -> bool {
-        check_name(name).is_ok() && self.config_file(name).is_file()
+        check_name(NameKind::App, name).is_ok() && self.config_file(name).is_file()
     }
 
     pub fn load(&self, name: &str) -> Result<AppConfig, Error> {
-        check_name(name)?;
+        check_name(NameKind::App, name)?;
         Ok(config::load(&self.dir, name)?)
     }
 
@@ -109,7 +98,7 @@ impl Apps {
             let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".yaml")) else {
                 continue;
             };
-            if check_name(name).is_ok() {
+            if check_name(NameKind::App, name).is_ok() {
                 names.push(name.to_string());
             }
         }
@@ -141,7 +130,7 @@ impl Apps {
         exe: &Path,
         force: bool,
     ) -> Result<(), Error> {
-        check_name(name)?;
+        check_name(NameKind::App, name)?;
         crate::engine::validate(name, config)?;
         let app_path = config.app_path.clone().ok_or_else(|| Error::Invalid {
             name: name.to_string(),
@@ -183,7 +172,7 @@ impl Apps {
 
     /// Removes everything of `name`: command, config, fragments, pins, instances.
     pub fn remove(&self, name: &str, exe: &Path) -> Result<(), Error> {
-        check_name(name)?;
+        check_name(NameKind::App, name)?;
         let config_file = self.config_file(name);
         if !config_file.exists() {
             return Err(Error::NotFound {
@@ -228,9 +217,7 @@ impl Apps {
     }
 
     pub fn store(&self) -> Result<cairn_image::ImageStore, Error> {
-        Ok(cairn_image::ImageStore::open(
-            &self.state_dir.join("images"),
-        )?)
+        Ok(cairn_image::ImageStore::open(&self.images)?)
     }
 }
 
@@ -276,10 +263,10 @@ mod tests {
     #[test]
     fn names_are_checked() {
         for ok in ["aws", "a-1", "x"] {
-            check_name(ok).unwrap();
+            check_name(NameKind::App, ok).unwrap();
         }
         for bad in ["", "-x", "A", "a/b", "a.b", "..", &"a".repeat(65)] {
-            assert!(check_name(bad).is_err(), "{bad}");
+            assert!(check_name(NameKind::App, bad).is_err(), "{bad}");
         }
     }
 

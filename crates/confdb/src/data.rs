@@ -1,6 +1,7 @@
 //! Operations on a databag (a JSON tree): read, write and unset at a path, deep merge of read
 //! results, and the diff between two revisions (pure, no I/O).
 
+use cairn_config::json::merge;
 use serde_json::{Map, Value};
 
 /// One step of an unset path; `Any` comes from a placeholder left unbound by the request.
@@ -82,25 +83,8 @@ pub fn unset(data: &mut Value, steps: &[Step]) {
     }
 }
 
-/// Merges `overlay` into `base`: maps merge key by key, anything else is replaced by the
-/// overlay (read results of more specific rules are merged last and win).
-pub fn merge(base: &mut Value, overlay: Value) {
-    match (base, overlay) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
-
-/// Puts `value` at `path` below `root` (creating maps), merging with what is there.
+/// Puts `value` at `path` below `root` (creating maps), merging with what is there (read
+/// results of more specific rules are placed last and win).
 pub fn place(root: &mut Option<Value>, path: &[String], value: Value) {
     let mut wrapped = value;
     for k in path.iter().rev() {
@@ -136,31 +120,10 @@ fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<Strin
 
 /// The smallest set of dotted paths where `old` and `new` differ.
 pub fn diff(old: &Value, new: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    collect_diff(Some(old), Some(new), &mut Vec::new(), &mut out);
-    out
-}
-
-fn collect_diff(
-    old: Option<&Value>,
-    new: Option<&Value>,
-    path: &mut Vec<String>,
-    out: &mut Vec<String>,
-) {
-    match (old, new) {
-        (Some(Value::Object(a)), Some(Value::Object(b))) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                path.push(k.clone());
-                collect_diff(a.get(k), b.get(k), path, out);
-                path.pop();
-            }
-        }
-        (a, b) if a == b => {}
-        _ => out.push(path.join(".")),
-    }
+    cairn_config::json::changes(old, new)
+        .into_iter()
+        .map(|(path, _)| path.join("."))
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! (pure, no I/O). Semantics follow snapd's confdb schemas.
 
 use crate::path::{Segment, check_segment};
+use cairn_config::one_line;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -373,10 +374,6 @@ fn join_at(at: &str, name: &str) -> String {
     } else {
         format!("{at}.{name}")
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Checks that every alias reference resolves, that map key aliases are strings, and that no

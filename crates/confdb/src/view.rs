@@ -245,32 +245,12 @@ pub fn apply(data: &mut Value, ops: Vec<Op>) {
 
 /// The request-level changes that turn `old` view data into `new`: changed or added leaves
 /// are set, removed ones unset. Unchanged parts (possibly read-only) are left alone.
+/// A `null` in `new` unsets like a missing key.
 pub fn view_changes(old: &Value, new: &Value) -> Vec<(Vec<String>, Option<Value>)> {
-    let mut out = Vec::new();
-    collect_changes(Some(old), Some(new), &mut Vec::new(), &mut out);
-    out
-}
-
-fn collect_changes(
-    old: Option<&Value>,
-    new: Option<&Value>,
-    path: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, Option<Value>)>,
-) {
-    match (old, new) {
-        (Some(Value::Object(a)), Some(Value::Object(b))) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                path.push(k.clone());
-                collect_changes(a.get(k), b.get(k), path, out);
-                path.pop();
-            }
-        }
-        (a, b) if a == b => {}
-        (_, b) => out.push((path.clone(), b.filter(|v| !v.is_null()).cloned())),
-    }
+    cairn_config::json::changes(old, new)
+        .into_iter()
+        .map(|(path, value)| (path, value.filter(|v| !v.is_null()).cloned()))
+        .collect()
 }
 
 /// True if a change at one of the storage paths `changed` is visible through the view.

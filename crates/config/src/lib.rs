@@ -1,9 +1,17 @@
-//! Where Cairn keeps its files and what `cairn.toml` says.
+//! Where Cairn keeps its files and what `cairn.toml` says, plus the few rules every crate
+//! shares: the name rule ([`check_name`]), one-line messages ([`one_line`]), whole-file
+//! writes ([`write_atomic`]) and the JSON merge and diff walks ([`json`]).
 //!
 //! Every other crate asks this one for a location instead of building paths itself, so
 //! that `CAIRN_ROOT` (tests, parallel runs) and the `[paths]` overrides apply everywhere.
-//! It does no I/O beyond reading `cairn.toml`.
+//! It does no I/O beyond reading `cairn.toml` (and [`write_atomic`] when called); it is the
+//! bottom crate, so it depends on nothing heavier than serde.
 #![forbid(unsafe_code)]
+
+pub mod json;
+mod name;
+
+pub use name::{NameError, NameKind, check_name};
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -172,9 +180,66 @@ impl Config {
         })
     }
 
+    /// The given roots with an empty `cairn.toml` (callers that are handed their roots,
+    /// like the daemon's tests).
+    pub fn with_dirs(config_dir: &Path, state_dir: &Path, run_dir: &Path) -> Config {
+        Config {
+            config_dir: config_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            registries: Registries::default(),
+            cgroup: CgroupSettings::default(),
+        }
+    }
+
     /// Default directory for nodes created without an explicit parent path.
     pub fn nodes_dir(&self) -> PathBuf {
         self.state_dir.join("nodes")
+    }
+
+    /// App configs: `NAME.yaml` and `NAME.d/*.yaml`.
+    pub fn apps_dir(&self) -> PathBuf {
+        self.config_dir.join("apps")
+    }
+
+    /// Per-instance directories of running apps, `APP/ID`.
+    pub fn instances_dir(&self) -> PathBuf {
+        self.run_dir.join("instances")
+    }
+
+    /// The OCI image store.
+    pub fn images_dir(&self) -> PathBuf {
+        self.state_dir.join("images")
+    }
+
+    /// Pulled VMs, one directory each.
+    pub fn vms_dir(&self) -> PathBuf {
+        self.state_dir.join("vms")
+    }
+
+    /// Instance directories of `cairn vm run` calls.
+    pub fn vm_run_dir(&self) -> PathBuf {
+        self.run_dir.join("vm-run")
+    }
+
+    /// The confdb database directory.
+    pub fn confdb_dir(&self) -> PathBuf {
+        self.state_dir.join("confdb")
+    }
+
+    /// The confdb trust store: the accounts whose signed schemas are accepted.
+    pub fn trust_dir(&self) -> PathBuf {
+        self.config_dir.join("conf/trust")
+    }
+
+    /// The daemon's socket for registered app `app` (served when its config plugs views).
+    pub fn app_socket(&self, app: &str) -> PathBuf {
+        app_socket(&self.run_dir, app)
+    }
+
+    /// The daemon's session sockets (`cairn run --confdb-plug`).
+    pub fn sessions_dir(&self) -> PathBuf {
+        sessions_dir(&self.run_dir)
     }
 
     pub fn config_file(&self) -> PathBuf {
@@ -198,12 +263,7 @@ impl Config {
 
     /// The admin socket of the daemon.
     pub fn admin_socket(&self) -> PathBuf {
-        self.run_dir.join("cairn.sock")
-    }
-
-    /// The daemon's socket for registered app `name` (served when its config plugs views).
-    pub fn app_socket(&self, name: &str) -> PathBuf {
-        app_socket(&self.run_dir, name)
+        admin_socket(&self.run_dir)
     }
 
     /// True when `path` is inside this configuration's roots (used by tests and `rm` guards).
@@ -212,6 +272,18 @@ impl Config {
             .iter()
             .any(|root| path.starts_with(root))
     }
+}
+
+/// The daemon's admin socket below run directory `run_dir`: `<run>/cairn.sock`. (The
+/// daemon's sockets are named from the run directory alone, so that its socket layer needs
+/// no whole configuration.)
+pub fn admin_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("cairn.sock")
+}
+
+/// `<run>/sessions`: sockets of `cairn run --confdb-plug` sessions.
+pub fn sessions_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("sessions")
 }
 
 /// The daemon's socket for app `name` below run directory `run_dir`:
@@ -228,17 +300,6 @@ pub const NODE_FILE: &str = "etc/cairn/node.yaml";
 /// that a walk stops exactly where a descendant node begins.
 pub fn is_node(dir: &Path) -> bool {
     dir.join(NODE_FILE).is_file()
-}
-
-/// Whether `name` may name an app or a VM: such names become file, socket and command names,
-/// so they keep to lowercase letters, digits and dashes (not leading), at most 64 bytes.
-pub fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Writes a whole file so that readers see the old content or the new, never a part of it
@@ -262,13 +323,18 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     Ok(())
 }
 
-/// toml's errors span several lines (a caret drawing); Cairn's errors are one line.
-fn one_line(text: &str) -> String {
+/// Cairn's errors are one line: a parser's or a program's message that spans several (a
+/// caret drawing, a wrapped text) is joined with single spaces, without blank lines, the
+/// gutter lines of a drawing (starting with `|`) and a final period.
+pub fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .flat_map(str::split_whitespace)
         .collect::<Vec<_>>()
         .join(" ")
+        .trim_end_matches('.')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -276,12 +342,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn safe_names_keep_to_the_alphabet() {
-        for good in ["a", "my-app", "x9", &"a".repeat(64)] {
-            assert!(is_safe_name(good), "{good}");
-        }
-        for bad in ["", "-a", "A", "a/b", "a.b", "a b", &"a".repeat(65)] {
-            assert!(!is_safe_name(bad), "{bad}");
+    fn one_line_joins_folds_and_drops_drawings() {
+        assert_eq!(one_line("a\n  b.\n"), "a b");
+        assert_eq!(one_line("x  y\t z"), "x y z");
+        let toml = "TOML parse error at line 1, column 2\n  |\n1 | [registry]\n  |  ^^^^^^^^\nunknown field `registry`\n";
+        assert_eq!(
+            one_line(toml),
+            "TOML parse error at line 1, column 2 1 | [registry] unknown field `registry`"
+        );
+        assert_eq!(one_line(""), "");
+    }
+
+    #[test]
+    fn paths_stay_under_their_roots() {
+        let c = Config::with_dirs(Path::new("/c"), Path::new("/s"), Path::new("/r"));
+        assert_eq!(c.apps_dir(), Path::new("/c/apps"));
+        assert_eq!(c.trust_dir(), Path::new("/c/conf/trust"));
+        assert_eq!(c.images_dir(), Path::new("/s/images"));
+        assert_eq!(c.app_socket("vpn"), Path::new("/r/apps/vpn.sock"));
+        for p in [
+            c.config_file(),
+            c.keys_dir(),
+            c.nodes_dir(),
+            c.instances_dir(),
+            c.vms_dir(),
+            c.vm_run_dir(),
+            c.confdb_dir(),
+            c.sessions_dir(),
+            c.admin_socket(),
+        ] {
+            assert!(c.owns(&p), "{}", p.display());
         }
     }
 

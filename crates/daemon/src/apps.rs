@@ -6,6 +6,7 @@
 //! what an app file says. This module keeps what the daemon needs: the node, the plugs, the
 //! hooks.
 
+use cairn_config::{NameKind, check_name, one_line};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -50,8 +51,9 @@ pub enum AppError {
     Invalid { path: PathBuf, reason: String },
     #[error("invalid plug {plug:?}: {reason}")]
     Plug { plug: String, reason: &'static str },
-    #[error("invalid app name {name:?}: expected lowercase letters, digits and dashes")]
-    Name { name: String },
+    /// App names become socket file names.
+    #[error(transparent)]
+    Name(#[from] cairn_config::NameError),
     #[error("cannot read {}: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
     /// The app format's own error (it names the file and line).
@@ -73,7 +75,7 @@ impl App {
         hooks: Hooks,
         source: AppSource,
     ) -> Result<App, AppError> {
-        check_name(name)?;
+        check_name(NameKind::App, name)?;
         let plugs = plugs
             .iter()
             .map(|p| parse_plug(p))
@@ -85,18 +87,6 @@ impl App {
             plugs,
             hooks,
             source,
-        })
-    }
-}
-
-/// App names become socket file names: the app registry's rule (`cairn_config::is_safe_name`).
-pub fn check_name(name: &str) -> Result<(), AppError> {
-    let ok = cairn_config::is_safe_name(name);
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::Name {
-            name: name.to_string(),
         })
     }
 }
@@ -144,12 +134,16 @@ fn load_app(dir: &Path, name: &str, main: &Path) -> Result<App, AppError> {
     app_from_config(name, main, config)
 }
 
-fn app_from_config(name: &str, path: &Path, config: cairn_model::AppConfig) -> Result<App, AppError> {
+fn app_from_config(
+    name: &str,
+    path: &Path,
+    config: cairn_model::AppConfig,
+) -> Result<App, AppError> {
     let invalid = |reason: String| AppError::Invalid {
         path: path.to_path_buf(),
         reason,
     };
-    check_name(name).map_err(|e| invalid(e.to_string()))?;
+    check_name(NameKind::App, name).map_err(|e| invalid(e.to_string()))?;
     let plugs = config
         .confdb_plug
         .iter()
@@ -214,10 +208,6 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<String, App>, Vec<AppError>) {
         }
     }
     (apps, errors)
-}
-
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -353,7 +343,7 @@ mod tests {
 
         #[test]
         fn names_with_bad_bytes_are_refused(name in "[a-z]{0,4}[A-Z/._ ][a-z]{0,4}") {
-            prop_assert!(check_name(&name).is_err());
+            prop_assert!(check_name(NameKind::App, &name).is_err());
         }
     }
 }

@@ -8,7 +8,8 @@
 //! JSON; a change-view hook may print modified JSON on stdout (nothing = unchanged) and
 //! rejects the change by exiting non-zero with a message on stderr.
 
-use crate::apps::{App, AppSource, one_line};
+use crate::apps::{App, AppSource};
+use cairn_config::one_line;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

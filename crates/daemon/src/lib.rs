@@ -47,7 +47,6 @@ use std::path::PathBuf;
 /// The library the daemon serves, re-exported so that the binary needs one dependency.
 pub use cairn_confdb as confdb;
 pub use server::{Daemon, DaemonOptions, run};
-pub use sockets::admin_socket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

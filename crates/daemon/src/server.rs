@@ -41,8 +41,18 @@ impl DaemonOptions {
         }
     }
 
+    /// The layout of a loaded configuration.
+    pub fn from_config(config: cairn_config::Config) -> DaemonOptions {
+        DaemonOptions::new(&config.config_dir, &config.state_dir, &config.run_dir)
+    }
+
+    /// The roots as a configuration, for the locations it names.
+    fn paths(&self) -> cairn_config::Config {
+        cairn_config::Config::with_dirs(&self.config_dir, &self.state_dir, &self.run_dir)
+    }
+
     pub fn admin_socket(&self) -> PathBuf {
-        sockets::admin_socket(&self.run_dir)
+        self.paths().admin_socket()
     }
 }
 
@@ -59,10 +69,11 @@ impl Daemon {
     /// serving. Refuses to start when another daemon answers on the admin socket.
     pub async fn start(options: DaemonOptions) -> Result<Daemon, Error> {
         sockets::prepare_dir(&options.run_dir, 0o755)?;
-        let trust = cairn_confdb::keys::TrustStore::load(&options.config_dir.join("conf/trust"))?;
-        let confdb = Confdb::open(&options.state_dir.join("confdb"), trust).await?;
+        let paths = options.paths();
+        let trust = cairn_confdb::keys::TrustStore::load(&paths.trust_dir())?;
+        let confdb = Confdb::open(&paths.confdb_dir(), trust).await?;
         // Sessions belonged to runs of a previous daemon; their sockets are dead.
-        remove_dir_if_present(&sockets::sessions_dir(&options.run_dir))?;
+        remove_dir_if_present(&cairn_config::sessions_dir(&options.run_dir))?;
         let admin = sockets::bind_admin(&options.run_dir)?;
         let policy = AdminPolicy::for_this_process();
         if let Some(gid) = policy.cairn_gid {
@@ -119,7 +130,7 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(self.options.admin_socket());
         self.service.close().await;
-        let _ = std::fs::remove_dir_all(sockets::sessions_dir(&self.options.run_dir));
+        let _ = std::fs::remove_dir_all(cairn_config::sessions_dir(&self.options.run_dir));
     }
 }
 

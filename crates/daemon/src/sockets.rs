@@ -20,15 +20,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The admin socket for a run directory: `<run>/cairn.sock`.
-pub fn admin_socket(run_dir: &Path) -> PathBuf {
-    run_dir.join("cairn.sock")
-}
-
-/// `<run>/sessions`: sockets of `cairn run --confdb-plug` sessions.
-pub fn sessions_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("sessions")
-}
+use cairn_config::{admin_socket, sessions_dir};
 
 /// The sockets of one daemon and the tasks serving them.
 #[derive(Debug)]

@@ -426,7 +426,7 @@ impl Packer<'_> {
             if SKIPPED_XATTRS.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
-            if let Some(value) = read_xattr(full, &name)? {
+            if let Some(value) = get_xattr(full, &name)? {
                 records.push((format!("SCHILY.xattr.{name}"), value));
             }
         }
@@ -446,43 +446,6 @@ fn header_of(meta: &fs::Metadata) -> tar::Header {
     header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     header.set_size(0);
     header
-}
-
-/// One extended attribute of `path` (not following a symlink), whatever its size.
-fn read_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let c_name = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    loop {
-        // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks the size.
-        let size =
-            unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) };
-        if size < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENODATA) => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: strings as above; buf is writable for buf.len() bytes.
-        let n = unsafe {
-            libc::lgetxattr(
-                c_path.as_ptr(),
-                c_name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        // Grown between the two calls: ask again.
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
-        }
-    }
 }
 
 /// The names of `path`'s extended attributes (without following a symlink).

@@ -1,5 +1,6 @@
 //! Parsing manifests, indexes and configs, and choosing this host's platform.
 
+use cairn_config::one_line;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Serialize;
 
@@ -57,10 +58,6 @@ pub fn parse_config(data: &[u8], what: &str) -> Result<ImageConfiguration> {
         what: what.to_string(),
         message: one_line(&e.to_string()),
     })
-}
-
-fn one_line(text: &str) -> String {
-    text.replace('\n', " ")
 }
 
 /// This host's platform in OCI terms (`GOARCH` names).

@@ -80,13 +80,7 @@ impl ImageStore {
         options: &PullOptions,
         progress: &Progress,
     ) -> Result<PullReport> {
-        let parsed: Reference =
-            reference
-                .parse()
-                .map_err(|e: oci_client::ParseError| Error::Reference {
-                    reference: reference.to_string(),
-                    message: e.to_string(),
-                })?;
+        let parsed: Reference = crate::store::parse_reference(reference)?;
         let _work = self.work_lock()?;
         let remote = Remote::new(&parsed, options)?;
         let (manifest_digest, manifest_bytes) = remote.manifest().await?;

@@ -104,7 +104,7 @@ impl ImageStore {
 
     /// The store of this Cairn configuration: `<state_dir>/images`.
     pub fn from_config(config: &cairn_config::Config) -> Result<ImageStore> {
-        ImageStore::open(&config.state_dir.join("images"))
+        ImageStore::open(&config.images_dir())
     }
 
     pub fn root(&self) -> &Path {
@@ -383,14 +383,17 @@ fn hex_of(digest: &str) -> String {
 
 /// The canonical form of an image reference (`busybox` → `docker.io/library/busybox:latest`).
 pub fn normalize_reference(reference: &str) -> Result<String> {
-    let parsed: oci_client::Reference =
-        reference
-            .parse()
-            .map_err(|e: oci_client::ParseError| Error::Reference {
-                reference: reference.to_string(),
-                message: e.to_string(),
-            })?;
-    Ok(parsed.whole())
+    Ok(parse_reference(reference)?.whole())
+}
+
+/// Parses an image reference, the error naming it.
+pub(crate) fn parse_reference(reference: &str) -> Result<oci_client::Reference> {
+    reference
+        .parse()
+        .map_err(|e: oci_client::ParseError| Error::Reference {
+            reference: reference.to_string(),
+            message: e.to_string(),
+        })
 }
 
 pub(crate) fn now() -> u64 {

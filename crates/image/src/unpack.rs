@@ -409,31 +409,43 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads an xattr (tests and `inspect` use it to show opaque directories).
+/// One extended attribute of `path` (not following a symlink), whatever its size (export
+/// copies them, tests and `inspect` show opaque directories).
 pub fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let c_name = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: strings are NUL-terminated; buf is writable for buf.len() bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENODATA) {
-            Ok(None)
-        } else {
-            Err(e)
+    loop {
+        // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks the size.
+        let size =
+            unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODATA) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: strings as above; buf is writable for buf.len() bytes.
+        let n = unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                c_name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
         };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        // Grown between the two calls: ask again.
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
     }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use cairn_config::{NameKind, check_name};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
 /// A secret key of the keyring (callers sign through [`Envelope::sign`]).
@@ -29,8 +30,9 @@ const PUBLIC_PREFIX: &str = "ed25519:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad key name {name:?} (expected [a-z0-9][a-z0-9_-]*, at most 64 characters)")]
-    BadName { name: String },
+    /// Key names become file names.
+    #[error(transparent)]
+    BadName(#[from] cairn_config::NameError),
     #[error("key {name} already exists in {}", dir.display())]
     Exists { name: String, dir: PathBuf },
     #[error("no key {name} in {} (create it with `cairn key create {name}`)", dir.display())]
@@ -168,7 +170,7 @@ pub struct KeyInfo {
 
 /// Creates a new key pair `<dir>/<name>.key` + `.pub`; refuses to overwrite an existing key.
 pub fn create_key(dir: &Path, name: &str) -> Result<KeyInfo, Error> {
-    check_name(name)?;
+    check_name(NameKind::Key, name)?;
     let (secret_path, public_path) = key_paths(dir, name);
     if secret_path.exists() || public_path.exists() {
         return Err(Error::Exists {
@@ -242,7 +244,7 @@ pub fn export_key(dir: &Path, name: &str) -> Result<String, Error> {
 
 /// Loads the secret key `name` from `dir`.
 pub fn load_signing_key(dir: &Path, name: &str) -> Result<SigningKey, Error> {
-    check_name(name)?;
+    check_name(NameKind::Key, name)?;
     let (path, _) = key_paths(dir, name);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
@@ -282,21 +284,6 @@ fn key_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         dir.join(format!("{name}.key")),
         dir.join(format!("{name}.pub")),
     )
-}
-
-fn check_name(name: &str) -> Result<(), Error> {
-    let ok = name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadName {
-            name: name.to_string(),
-        })
-    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
@@ -347,7 +334,7 @@ mod tests {
         ));
         assert!(matches!(
             create_key(&keys, "Bad/Name"),
-            Err(Error::BadName { .. })
+            Err(Error::BadName(_))
         ));
         assert_eq!(list_keys(&keys).unwrap(), vec![info.clone()]);
         assert_eq!(export_key(&keys, "fleet-1").unwrap(), info.public);

@@ -48,8 +48,7 @@ pub(crate) fn run(
         Some(plug) => Some(plug),
         None if request.plugs.is_empty() => None,
         None => {
-            let opened =
-                cairn_api::open_session(&config.admin_socket(), leaf, &request.plugs)?;
+            let opened = cairn_api::open_session(&config.admin_socket(), leaf, &request.plugs)?;
             let plug = ConfdbPlug {
                 socket: opened.socket.clone(),
                 exe: crate::current_exe()?,

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use cairn_config::json::merge;
+use cairn_config::one_line;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -257,23 +259,6 @@ fn keep_present(typed: Value, present: Value) -> Value {
     }
 }
 
-/// Deep merge: maps merge recursively, every other value (lists too) replaces.
-pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
-
 /// The `app-path` a file's text names, read without validating the rest (so that a
 /// config that no longer validates can still have its host command removed).
 pub fn raw_app_path(text: &str) -> Option<PathBuf> {
@@ -289,10 +274,6 @@ pub fn to_yaml(config: &AppConfig) -> Result<String, Error> {
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// The file:line prefix is ours; the parser's own " at line N column M" would repeat it.
 fn strip_location(s: &str) -> String {
     match s.find(" at line ") {
@@ -304,7 +285,6 @@ fn strip_location(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -413,44 +393,5 @@ mod tests {
                 .to_string()
                 .contains("--privileged")
         );
-    }
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            any::<bool>().prop_map(Value::from),
-            "[a-z]{0,3}".prop_map(Value::from),
-            proptest::collection::vec("[a-z]{0,2}".prop_map(Value::from), 0..3)
-                .prop_map(Value::Array),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            proptest::collection::btree_map("[a-c]", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect()))
-        })
-    }
-
-    proptest! {
-        /// Merging a value over anything yields that value wherever it sets a non-map, and
-        /// keeps every key of both sides; merging is idempotent.
-        #[test]
-        fn merge_laws(a in value(), b in value()) {
-            let mut m = a.clone();
-            merge(&mut m, b.clone());
-            fn covers(m: &Value, b: &Value) -> bool {
-                match (m, b) {
-                    (Value::Object(m), Value::Object(b)) => {
-                        b.iter().all(|(k, v)| m.get(k).is_some_and(|mv| covers(mv, v)))
-                    }
-                    (m, b) => m == b,
-                }
-            }
-            prop_assert!(covers(&m, &b));
-            if let (Value::Object(ma), Value::Object(_)) = (&a, &b) {
-                let mo = m.as_object().unwrap();
-                prop_assert!(ma.keys().all(|k| mo.contains_key(k)));
-            }
-            let mut again = m.clone();
-            merge(&mut again, b.clone());
-            prop_assert_eq!(again, m);
-        }
     }
 }

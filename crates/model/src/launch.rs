@@ -208,7 +208,10 @@ mod tests {
             ]
         );
         let keep = Request::keep("web", "default", vec!["-x".into()]).to_args();
-        assert_eq!(keep, ["app", "keep", "web", "default", "--", "-x"].map(OsString::from));
+        assert_eq!(
+            keep,
+            ["app", "keep", "web", "default", "--", "-x"].map(OsString::from)
+        );
     }
 
     #[test]

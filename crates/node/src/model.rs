@@ -7,6 +7,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_config::one_line;
 use cairn_sandbox::Capability;
 use serde::Serialize;
 use serde_saphyr::{MessageFormatter, Spanned};
@@ -223,16 +224,6 @@ fn friendlier(msg: &str) -> String {
         return "invalid boolean (expected true or false)".to_owned();
     }
     msg.to_owned()
-}
-
-/// Collapses a possibly multi-line message into one line.
-pub(crate) fn one_line(msg: &str) -> String {
-    let joined: Vec<&str> = msg
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    joined.join(" ").trim_end_matches('.').to_owned()
 }
 
 /// Converts file sections into the model; `node_dir` resolves relative paths.
@@ -728,11 +719,6 @@ mod tests {
         );
         assert_eq!(friendlier("missing field `node`"), "missing key \"node\"");
         assert_eq!(friendlier("something else"), "something else");
-    }
-
-    #[test]
-    fn one_line_joins() {
-        assert_eq!(one_line("a\n  b.\n"), "a b");
     }
 
     proptest! {

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid vm name {name:?}: expected lowercase letters, digits and dashes")]
-    Name { name: String },
+    /// VM names become directory names.
+    #[error(transparent)]
+    Name(#[from] cairn_config::NameError),
     #[error("no vm named {name} (see `cairn vm ls`)")]
     NotFound { name: String },
     #[error("vm {name} already exists (use --force to replace it)")]

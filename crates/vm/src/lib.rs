@@ -40,7 +40,7 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use host::Launch;
-pub use store::{PullSource, Store, Vm, VmInfo, check_name};
+pub use store::{PullSource, Store, Vm, VmInfo};
 
 /// The target's `PATH` unless the app sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -60,8 +60,8 @@ pub fn run(
 /// A fresh instance directory for a `cairn vm run` call under `<run>/vm-run/`, removed
 /// when dropped (apps use their own instance directories). Its name carries the owner's
 /// pid, so that those of killed launchers are removed here.
-pub fn temp_instance(run_dir: &std::path::Path, name: &str) -> Result<tempfile::TempDir> {
-    let dir = run_dir.join("vm-run");
+pub fn temp_instance(config: &cairn_config::Config, name: &str) -> Result<tempfile::TempDir> {
+    let dir = config.vm_run_dir();
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     remove_stale_instances(&dir);
     tempfile::Builder::new()
@@ -110,9 +110,10 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         let stale = run.path().join("vm-run/leap.999999999.abc");
         std::fs::create_dir_all(&stale).unwrap();
-        let mine = temp_instance(run.path(), "leap").unwrap();
+        let config = cairn_config::Config::with_dirs(run.path(), run.path(), run.path());
+        let mine = temp_instance(&config, "leap").unwrap();
         assert!(!stale.exists());
-        let again = temp_instance(run.path(), "leap").unwrap();
+        let again = temp_instance(&config, "leap").unwrap();
         assert!(mine.path().is_dir() && again.path().is_dir());
     }
 }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_config::{NameKind, check_name};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -101,18 +102,6 @@ fn is_not_writable(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
-/// VM names become directory names: the same safe alphabet as app names.
-pub fn check_name(name: &str) -> Result<()> {
-    let ok = cairn_config::is_safe_name(name);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Name {
-            name: name.to_string(),
-        })
-    }
-}
-
 /// The VMs of one Cairn configuration.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -122,16 +111,16 @@ pub struct Store {
 impl Store {
     pub fn new(config: &cairn_config::Config) -> Store {
         Store {
-            dir: config.state_dir.join("vms"),
+            dir: config.vms_dir(),
         }
     }
 
     pub fn exists(&self, name: &str) -> bool {
-        check_name(name).is_ok() && self.dir.join(name).join(INFO).is_file()
+        check_name(NameKind::Vm, name).is_ok() && self.dir.join(name).join(INFO).is_file()
     }
 
     pub fn get(&self, name: &str) -> Result<Vm> {
-        check_name(name)?;
+        check_name(NameKind::Vm, name)?;
         let dir = self.dir.join(name);
         let file = dir.join(INFO);
         let text = match std::fs::read(&file) {
@@ -163,7 +152,7 @@ impl Store {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if check_name(&name).is_ok() && entry.path().join(INFO).is_file() {
+            if check_name(NameKind::Vm, &name).is_ok() && entry.path().join(INFO).is_file() {
                 out.push(self.get(&name)?.info);
             }
         }
@@ -175,7 +164,7 @@ impl Store {
     /// Everything is checked and built aside first; an existing VM is replaced only with
     /// `force`.
     pub fn pull(&self, name: &str, source: &PullSource, exe: &Path, force: bool) -> Result<VmInfo> {
-        check_name(name)?;
+        check_name(NameKind::Vm, name)?;
         if !force && self.dir.join(name).exists() {
             return Err(Error::Exists {
                 name: name.to_string(),
@@ -315,10 +304,10 @@ mod tests {
 
     #[test]
     fn names() {
-        check_name("leap").unwrap();
-        check_name("debian-12").unwrap();
+        check_name(NameKind::Vm, "leap").unwrap();
+        check_name(NameKind::Vm, "debian-12").unwrap();
         for bad in ["", "Leap", "a/b", "..", "-x", ".hidden", "a b"] {
-            assert!(check_name(bad).is_err(), "{bad}");
+            assert!(check_name(NameKind::Vm, bad).is_err(), "{bad}");
         }
     }
 

@@ -109,7 +109,9 @@ pub fn apply_context(spec: &mut cairn_sandbox::SandboxSpec, ctx: &LaunchContext)
     limits.pids_max = tighter(limits.pids_max, ctx.limits.pids_max);
     limits.cpu_max = match (limits.cpu_max, ctx.limits.cpu_max) {
         // Compare shares of one CPU: quota/period.
-        (Some(a), Some(b)) if (b.0 as u128) * (a.1 as u128) < (a.0 as u128) * (b.1 as u128) => Some(b),
+        (Some(a), Some(b)) if (b.0 as u128) * (a.1 as u128) < (a.0 as u128) * (b.1 as u128) => {
+            Some(b)
+        }
         (Some(a), _) => Some(a),
         (None, b) => b,
     };

@@ -42,7 +42,8 @@ use crate::registry::{Apps, pin_owners};
 
 pub mod attach;
 
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs one call of image app `name` with `args` (passed exactly) in the way its mode says
 /// (see the module doc); returns the target's exit status.

@@ -250,7 +250,10 @@ fn run_argv(name: &str, config: &AppConfig, reference: &str, call: Call<'_>) -> 
             .or_else(|| image_env.iter().find_map(|e| e.strip_prefix("PATH=")))
             .unwrap_or(super::native::DEFAULT_PATH);
         let path = cairn_model::plug::with_bin_dir(Some(std::ffi::OsStr::new(path)));
-        push(format!("--env=CAIRN_SOCKET={}", cairn_model::plug::SANDBOX_SOCKET));
+        push(format!(
+            "--env=CAIRN_SOCKET={}",
+            cairn_model::plug::SANDBOX_SOCKET
+        ));
         push(format!("--env=PATH={}", path.to_string_lossy()));
     }
     if let Some(dir) = &ctx.chdir {
@@ -378,7 +381,12 @@ mod tests {
         let mut c = app(&["--share-net", "--ulimit", "nproc=10:10"]);
         c.env.insert("K".into(), "v w".into());
         let args: Vec<OsString> = ["", "%x", "@y", "--help", "a b"].map(OsString::from).into();
-        let argv = run_argv("a", &c, "localhost/cairn-app/a:1", call(args.clone(), false));
+        let argv = run_argv(
+            "a",
+            &c,
+            "localhost/cairn-app/a:1",
+            call(args.clone(), false),
+        );
         let at = argv
             .iter()
             .position(|a| a == "localhost/cairn-app/a:1")

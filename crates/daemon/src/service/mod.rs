@@ -328,7 +328,8 @@ impl Service {
             }
             SessionFor::Node(node) => Some(node.clone()),
             SessionFor::App(app) => {
-                apps::check_name(app).map_err(|e| bad(e.to_string()))?;
+                cairn_config::check_name(cairn_config::NameKind::App, app)
+                    .map_err(|e| bad(e.to_string()))?;
                 None
             }
         };
