@@ -37,10 +37,6 @@ const CPU_MAX: &str = "50000 100000";
 /// `$FORKBOMB N` forks N sleepers, one "fork" line each (busybox sh exits at the first
 /// failed fork). `$HOG N` reads N MiB into one buffer (dd's), all of it touched at once.
 const GUEST_SCRIPT: &str = r#"export PATH=/bin
-# Reading /dev/random makes the kernel gather entropy until its generator is ready; cairn's
-# YAML parser (ahash's getrandom, static build: its /dev/random fallback) waits for that,
-# and only polls, which an idle TCG guest may never end.
-head -c 1 /dev/random > /dev/null
 READBACK='p=$(cut -d: -f3 /proc/self/cgroup); d=/cg$p; echo "cgroup $p"
 for f in memory.max memory.swap.max pids.max cpu.max; do echo "$f $(cat $d/$f)"; done
 n=0; until [ "$(sed -n "s/^usage_usec //p" $d/cpu.stat)" -ge 300000 ] || [ $n = 1000 ]; do
