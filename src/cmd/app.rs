@@ -150,7 +150,7 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
     let config = cairn_config::Config::load()?;
     let apps = Apps::new(&config);
     match command {
-        AppCommand::Register(args) => register(&apps, *args)?,
+        AppCommand::Register(args) => register(&config, &apps, *args)?,
         AppCommand::Ls { json } => {
             let list = apps.list()?;
             if json {
@@ -178,7 +178,10 @@ pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", cairn_app::config::to_yaml(&app)?);
             }
         }
-        AppCommand::Rm { name } => apps.remove(&name, &current_exe()?)?,
+        AppCommand::Rm { name } => {
+            apps.remove(&name, &current_exe()?)?;
+            reload_daemon(&config);
+        }
         AppCommand::Ps { json } => {
             let list = cairn_app::instance::running(&apps.instances)?;
             if json {
@@ -251,6 +254,18 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// A running daemon serves an app's socket from its config: tell it that the apps changed
+/// (as SIGHUP would), so that a plugged app works at once. No daemon: nothing to tell.
+fn reload_daemon(config: &cairn_config::Config) {
+    let admin = config.admin_socket();
+    if std::os::unix::net::UnixStream::connect(&admin).is_err() {
+        return;
+    }
+    if let Err(e) = cairn_api::Client::new(&admin).and_then(|c| c.reload_apps()) {
+        eprintln!("cairn: warning: the daemon did not reload the apps: {e} (send it SIGHUP)");
+    }
+}
+
 fn source(c: &AppConfig) -> String {
     match (&c.image, &c.node) {
         (Some(i), _) => format!("image {i}"),
@@ -269,7 +284,7 @@ fn current_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot find the cairn binary")
 }
 
-fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
+fn register(cairn: &cairn_config::Config, apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
     let env = cairn_config::Env::from_process();
     let app_path = match args.app_path {
         Some(p) => p,
@@ -310,6 +325,7 @@ fn register(apps: &Apps, args: RegisterArgs) -> anyhow::Result<()> {
     }
     let previous = apps.load(&args.name).ok();
     apps.register(&args.name, &config, &current_exe()?, args.force)?;
+    reload_daemon(cairn);
     let was_podman = previous.is_some_and(|p| p.engine == Engine::Podman);
     if was_podman
         && config.engine != Engine::Podman

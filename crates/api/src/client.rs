@@ -166,6 +166,13 @@ impl Client {
         Ok(())
     }
 
+    /// Asks the daemon to re-read the app configs now (as SIGHUP does): `cairn app
+    /// register` and `rm` call it so that a plugged app's socket is there at once.
+    pub fn reload_apps(&self) -> Result<(), Error> {
+        self.call(Method::POST, "/v1/apps/reload", None)?;
+        Ok(())
+    }
+
     /// One raw request with an optional JSON body; the answer's JSON (`null` if empty), or
     /// the daemon's error message as [`Error::Api`]. For routes without a typed method.
     pub fn call(

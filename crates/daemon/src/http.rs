@@ -47,6 +47,7 @@ pub fn router(service: Arc<Service>) -> Router {
             get(get_view).put(set_view),
         )
         .route("/v1/views/{account}/{schema}/{view}/watch", get(watch_view))
+        .route("/v1/apps/reload", post(reload_apps))
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}", axum::routing::delete(close_session))
         .fallback(not_found)
@@ -338,6 +339,21 @@ async fn watch_view(
 }
 
 // ---------------------------------------------------------------------------------------
+// Apps (admin only)
+
+/// Re-reads the app configs, as SIGHUP does (`cairn app register` and `rm` ask for it).
+#[utoipa::path(post, path = "/v1/apps/reload", tag = "apps",
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+async fn reload_apps(
+    State(service): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> HttpResult<StatusCode> {
+    service.grant_admin(&caller, "reload apps")?;
+    service.reload();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
 // Sessions (admin only)
 
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = SessionRequest,
@@ -400,6 +416,7 @@ async fn close_session(
         get_view,
         set_view,
         watch_view,
+        reload_apps,
         open_session,
         close_session
     ),

@@ -36,7 +36,7 @@ pub enum Error {
         source: cairn_app::Error,
     },
     #[error(
-        "app {app} plugs confdb views, but the daemon serves no socket for it at {} (start `cairn daemon`; a running daemon reads new apps on SIGHUP)",
+        "app {app} plugs confdb views, but the daemon serves no socket for it at {} (start `cairn daemon`)",
         socket.display()
     )]
     NoAppSocket { app: String, socket: PathBuf },
