@@ -1,4 +1,8 @@
 //! Why a launch could not start (the program's own failures are its exit status).
+//!
+//! Each message holds its cause, and no variant hands the cause on as `source()`: the
+//! project's one rule for error chains (ARCHITECTURE.md), so a printed chain names each
+//! cause once.
 
 use std::path::PathBuf;
 
@@ -17,31 +21,25 @@ pub enum Error {
         node = node.display()
     )]
     Unsealed { node: PathBuf, origin: String },
-    #[error("refusing to run: node {} fails its seal check", node.display())]
+    #[error("refusing to run: node {} fails its seal check: {err}", node.display())]
     SealBroken {
         node: PathBuf,
-        #[source]
-        source: cairn_pkg::Error,
+        err: cairn_pkg::Error,
     },
-    #[error("cannot run in {}", node.display())]
+    #[error("cannot run in {}: {err}", node.display())]
     Run {
         node: PathBuf,
-        #[source]
-        source: cairn_sandbox::Error,
+        err: cairn_sandbox::Error,
     },
-    #[error("cannot run app {name}")]
-    RunApp {
-        name: String,
-        #[source]
-        source: cairn_app::Error,
-    },
+    #[error("cannot run app {name}: {err}")]
+    RunApp { name: String, err: cairn_app::Error },
     #[error(
         "app {app} plugs confdb views, but the daemon serves no socket for it at {} (start `cairn daemon`)",
         socket.display()
     )]
     NoAppSocket { app: String, socket: PathBuf },
-    #[error("cannot find the cairn binary to export into the sandbox")]
-    Exe(#[source] std::io::Error),
+    #[error("cannot find the cairn binary to export into the sandbox: {err}")]
+    Exe { err: std::io::Error },
     #[error("cannot keep instance {what}: {reason}")]
     Keeper { what: String, reason: String },
 }

@@ -55,22 +55,7 @@ pub(crate) fn keep(
         )?)
     })();
     if let Err(e) = &result {
-        say(&one_line(e));
+        say(&e.to_string().replace('\n', " "));
     }
     result
-}
-
-/// The error and its causes on one line (what the starting call prints).
-fn one_line(err: &Error) -> String {
-    let mut line = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line.replace('\n', " ")
 }

@@ -62,11 +62,9 @@ fn app(
         return node::run(config, leaf, &node_request, plug);
     }
     let ctx = context(config, request, plug, exec);
-    cairn_app::launch(&apps, name, &app, request.args.clone(), &ctx).map_err(|source| {
-        Error::RunApp {
-            name: name.to_string(),
-            source,
-        }
+    cairn_app::launch(&apps, name, &app, request.args.clone(), &ctx).map_err(|err| Error::RunApp {
+        name: name.to_string(),
+        err,
     })
 }
 
@@ -111,5 +109,5 @@ fn app_plug(
 }
 
 fn current_exe() -> Result<std::path::PathBuf, Error> {
-    std::env::current_exe().map_err(Error::Exe)
+    std::env::current_exe().map_err(|err| Error::Exe { err })
 }

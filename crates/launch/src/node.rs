@@ -68,8 +68,8 @@ pub(crate) fn run(
     if let Some(Err(e)) = session.map(cairn_api::Session::close) {
         tracing::warn!("cannot close the confdb session: {e}");
     }
-    result.map_err(|source| Error::Run {
+    result.map_err(|err| Error::Run {
         node: leaf.to_path_buf(),
-        source,
+        err,
     })
 }

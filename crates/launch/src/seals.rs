@@ -33,9 +33,9 @@ pub(crate) fn check(
                     .unwrap_or_default(),
             });
         }
-        cairn_pkg::check_seal(&node.path, &trusted).map_err(|source| Error::SealBroken {
+        cairn_pkg::check_seal(&node.path, &trusted).map_err(|err| Error::SealBroken {
             node: node.path.clone(),
-            source,
+            err,
         })?;
     }
     Ok(())
