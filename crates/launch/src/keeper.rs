@@ -40,7 +40,7 @@ pub(crate) fn keep(
             let _ = writeln!(out, "{line}");
         }
     };
-    let result = (|| {
+    let result = (|| -> Result<i32, Error> {
         let apps = Apps::new(config);
         let app = apps.load(name)?;
         let plug = crate::app_plug(config, name, &app)?;
