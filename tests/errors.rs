@@ -125,7 +125,7 @@ const CASES: &[(&[&str], i32, &str)] = &[
             "/bin/sh",
         ],
         1,
-        "invalid app name \"Bad\": expected lowercase letters, digits and dashes",
+        "invalid app name \"Bad\": expected lowercase letters, digits and dashes, not starting with a dash, at most 64 bytes",
     ),
     // conf
     (
@@ -153,7 +153,7 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (
         &["key", "create", "Bad Name"],
         1,
-        "bad key name \"Bad Name\" (expected [a-z0-9][a-z0-9_-]*, at most 64 characters)",
+        "invalid key name \"Bad Name\": expected lowercase letters, digits, dashes and '_', starting with a letter or digit, at most 64 bytes",
     ),
     // vm
     (

@@ -603,7 +603,9 @@ fn podman_tty_only_when_the_caller_has_one() {
     let out = call(&world, &app_path, &["-c", probe], b"");
     assert_eq!(text(&out.stdout), "notty\n", "{}", text(&out.stderr));
     // Under a terminal (util-linux `script` gives the call one), the target gets one too.
-    let command = format!("{} -c '{probe}; exit 3'", app_path.display());
+    // The short pause before the exit: podman's attach to a container's terminal can miss
+    // the output of a container that ends at once (seen once in a whole-suite run).
+    let command = format!("{} -c '{probe}; sleep 0.3; exit 3'", app_path.display());
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env_clear()
