@@ -106,7 +106,7 @@ pub struct RegisterArgs {
     pub engine: Option<EngineArg>,
     #[arg(long, value_enum, default_value = "fresh")]
     pub mode: ModeArg,
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "K=V", value_parser = super::run::parse_env)]
     pub env: Vec<(String, String)>,
     /// Engine argument (native: --share-net).
     #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -137,13 +137,6 @@ pub enum ModeArg {
     Fresh,
     Resume,
     Attach,
-}
-
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains('\0') => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected K=V, got {s:?}")),
-    }
 }
 
 pub fn run(command: AppCommand) -> anyhow::Result<ExitCode> {

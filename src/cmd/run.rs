@@ -71,7 +71,8 @@ impl LaunchArgs {
     }
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
+/// `K=V` as every `--env` option takes it.
+pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !k.contains('\0') => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected K=V, got {s:?}")),
