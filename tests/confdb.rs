@@ -11,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::Duration;
 use support::World;
-use support::daemon::{Daemon, admin_socket, run_dir, signed_schema, wait_for};
+use support::daemon::{Daemon, add_schema, admin_socket, run_dir, signed_schema, wait_for};
 
 const DEVICE: &str = "acme/network/control-device";
 const TUNNEL: &str = "acme/network/control-tunnel";
@@ -241,12 +241,7 @@ fn watch_prints_one_line_per_commit() {
     let world = World::new();
     let signed = signed_schema(&world);
     let _daemon = Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    add_schema(&world, &signed);
     let mut watch = world
         .cairn_std()
         .args(["conf", "watch", TUNNEL, "peers"])
@@ -296,12 +291,7 @@ fn apps_use_their_socket_and_reload_on_sighup() {
         "confdb-plug: [acme/network/observe-tunnel]\n",
     );
     let daemon = Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    add_schema(&world, &signed);
     world
         .cairn()
         .args(["conf", "set", TUNNEL, "peers=[\"10.0.0.1\"]"])
@@ -407,12 +397,7 @@ fn custodian_hooks_of_sandboxed_apps_run_through_cairn_run() {
         ),
     );
     let _daemon = Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    add_schema(&world, &signed);
     world
         .cairn()
         .args(["conf", "set", TUNNEL, "interface=eth9"])
@@ -438,12 +423,7 @@ fn run_with_confdb_plug_gives_the_program_its_session_socket() {
     let leaf = world.family();
     let signed = signed_schema(&world);
     let _daemon = Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    add_schema(&world, &signed);
     world
         .cairn()
         .args(["conf", "set", TUNNEL, "peers=[\"10.0.0.1\"]"])
@@ -552,12 +532,7 @@ fn registries_poc_apps_run_as_image_apps_with_their_plugs() {
     );
 
     let _daemon = Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    add_schema(&world, &signed);
     // control: the socket and the binary are there, and its writes land.
     let out = stdout_of(&mut app(
         "control",

@@ -653,12 +653,7 @@ fn podman_app_with_a_confdb_plug_reaches_the_daemon() {
         ],
     );
     let _daemon = support::daemon::Daemon::start(&world);
-    world
-        .cairn()
-        .args(["conf", "schema", "add"])
-        .arg(&signed)
-        .assert()
-        .success();
+    support::daemon::add_schema(&world, &signed);
     world
         .cairn()
         .args(["conf", "set", "acme/network/control-device", "id=abc"])

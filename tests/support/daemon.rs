@@ -109,3 +109,13 @@ pub fn signed_schema(world: &World) -> PathBuf {
     std::fs::write(&signed, out.stdout).unwrap();
     signed
 }
+
+/// `cairn conf schema add SIGNED` through the world's running daemon.
+pub fn add_schema(world: &World, signed: &std::path::Path) {
+    world
+        .cairn()
+        .args(["conf", "schema", "add"])
+        .arg(signed)
+        .assert()
+        .success();
+}
