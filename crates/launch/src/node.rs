@@ -15,6 +15,17 @@ pub fn node_spec(
     leaf: &Path,
     request: &Request,
 ) -> Result<SandboxSpec, Error> {
+    let mut spec = family_spec(config, leaf, request)?;
+    cairn_app::engine::apply_context(&mut spec, &additions(config, request, None));
+    Ok(spec)
+}
+
+/// The family's spec with the request's program, variables and working directory.
+fn family_spec(
+    config: &cairn_config::Config,
+    leaf: &Path,
+    request: &Request,
+) -> Result<SandboxSpec, Error> {
     let ctx = cairn_node::VarContext::from_process();
     let family = cairn_node::load_family(leaf, &ctx)?;
     let merged = family.merged()?;
@@ -22,14 +33,23 @@ pub fn node_spec(
     let mut launch = cairn_node::Launch::new(request.args.clone());
     launch.env_overrides = request.env.clone();
     launch.chdir = request.chdir.clone();
-    let mut spec = family.spec_from(&merged, &launch)?;
-    let mut additions = crate::context(config, request, None, false);
-    // The family's spec already holds the request's variables (`env_overrides` beats
-    // environ) and working directory.
-    additions.env.clear();
-    additions.chdir = None;
-    cairn_app::engine::apply_context(&mut spec, &additions);
-    Ok(spec)
+    Ok(family.spec_from(&merged, &launch)?)
+}
+
+/// What a node launch adds to its family's spec: the request's limits, the configured cgroup
+/// parent, the plug. (The variables and working directory are already in the family's spec:
+/// `env_overrides` beat environ.)
+fn additions(
+    config: &cairn_config::Config,
+    request: &Request,
+    confdb: Option<ConfdbPlug>,
+) -> cairn_app::LaunchContext {
+    cairn_app::LaunchContext {
+        cgroup_parent: config.cgroup.root.clone(),
+        confdb,
+        limits: request.limits,
+        ..Default::default()
+    }
 }
 
 /// Runs a node launch; `app_plug` is a registered node app's own socket, otherwise the
@@ -40,7 +60,7 @@ pub(crate) fn run(
     request: &Request,
     app_plug: Option<ConfdbPlug>,
 ) -> Result<i32, Error> {
-    let mut spec = node_spec(config, leaf, request)?;
+    let mut spec = family_spec(config, leaf, request)?;
     // The daemon is asked for the session before the sandbox forks: the client's runtime
     // is gone by then, so the fork happens in a single-threaded process.
     let mut session = None;
@@ -48,22 +68,18 @@ pub(crate) fn run(
         Some(plug) => Some(plug),
         None if request.plugs.is_empty() => None,
         None => {
+            // The binary first: a session opened before a failure here would stay open.
+            let exe = crate::current_exe()?;
             let opened = cairn_api::open_session(&config.admin_socket(), leaf, &request.plugs)?;
             let plug = ConfdbPlug {
                 socket: opened.socket.clone(),
-                exe: crate::current_exe()?,
+                exe,
             };
             session = Some(opened);
             Some(plug)
         }
     };
-    if let Some(plug) = plug {
-        let ctx = cairn_app::LaunchContext {
-            confdb: Some(plug),
-            ..Default::default()
-        };
-        cairn_app::engine::apply_context(&mut spec, &ctx);
-    }
+    cairn_app::engine::apply_context(&mut spec, &additions(config, request, plug));
     let result = cairn_sandbox::run(&spec);
     if let Some(Err(e)) = session.map(cairn_api::Session::close) {
         tracing::warn!("cannot close the confdb session: {e}");

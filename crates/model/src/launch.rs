@@ -110,25 +110,14 @@ impl Request {
 
     /// The arguments of the `cairn` command line that runs this request.
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = Vec::new();
-        let mut push = |s: &str| argv.push(OsString::from(s));
-        match &self.target {
-            Target::Node(_) => push("run"),
-            Target::App(_) => ["app", "run"].iter().for_each(|s| push(s)),
-            Target::AppExec(_) => ["app", "exec"].iter().for_each(|s| push(s)),
-            Target::Keep { .. } => ["app", "keep"].iter().for_each(|s| push(s)),
-        }
-        match &self.target {
-            Target::Node(leaf) => {
-                argv.push("--node".into());
-                argv.push(leaf.into());
-            }
-            Target::App(name) | Target::AppExec(name) => argv.push(name.into()),
+        let mut argv: Vec<OsString> = match &self.target {
+            Target::Node(leaf) => vec!["run".into(), "--node".into(), leaf.into()],
+            Target::App(name) => vec!["app".into(), "run".into(), name.into()],
+            Target::AppExec(name) => vec!["app".into(), "exec".into(), name.into()],
             Target::Keep { app, id } => {
-                argv.push(app.into());
-                argv.push(id.into());
+                vec!["app".into(), "keep".into(), app.into(), id.into()]
             }
-        }
+        };
         for (k, v) in &self.env {
             argv.push("--env".into());
             argv.push(format!("{k}={v}").into());
