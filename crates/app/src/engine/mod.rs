@@ -126,3 +126,116 @@ pub(crate) fn invalid(name: &str, reason: &str) -> Error {
         reason: reason.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec_with(
+        memory: Option<u64>,
+        pids: Option<u64>,
+        cpu: Option<(u64, u64)>,
+    ) -> cairn_sandbox::SandboxSpec {
+        let mut spec = cairn_sandbox::SandboxSpec::default();
+        spec.cgroup.memory_max = memory;
+        spec.cgroup.pids_max = pids;
+        spec.cgroup.cpu_max = cpu;
+        spec
+    }
+
+    #[test]
+    fn context_adds_plug_variables_directory_and_parent() {
+        let mut spec = spec_with(None, None, None);
+        spec.env = vec![
+            ("PATH".into(), "/bin".into()),
+            ("A".into(), "family".into()),
+        ];
+        spec.cgroup.parent = Some("/own".into());
+        let ctx = LaunchContext {
+            cgroup_parent: Some("/configured".into()),
+            confdb: Some(ConfdbPlug {
+                socket: "/run/cairn/apps/a.sock".into(),
+                exe: "/usr/bin/cairn".into(),
+            }),
+            env: vec![("A".into(), "call".into())],
+            chdir: Some("/work".into()),
+            ..Default::default()
+        };
+        apply_context(&mut spec, &ctx);
+        assert!(spec.env.contains(&("A".into(), "call".into())));
+        assert!(!spec.env.contains(&("A".into(), "family".into())));
+        assert!(
+            spec.env
+                .contains(&("PATH".into(), "/bin:/run/cairn/bin".into()))
+        );
+        assert!(
+            spec.env
+                .contains(&("CAIRN_SOCKET".into(), "/run/cairn/cairn.sock".into()))
+        );
+        let binds: Vec<_> = spec
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                cairn_sandbox::Mount::Bind { dest, .. } => Some(dest.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                std::path::PathBuf::from("/run/cairn/cairn.sock"),
+                "/run/cairn/bin/cairn".into()
+            ]
+        );
+        assert_eq!(spec.chdir.as_deref(), Some(std::path::Path::new("/work")));
+        // A spec's own cgroup parent stands; the configured one fills only a gap.
+        assert_eq!(
+            spec.cgroup.parent.as_deref(),
+            Some(std::path::Path::new("/own"))
+        );
+        let mut bare = spec_with(None, None, None);
+        apply_context(&mut bare, &ctx);
+        assert_eq!(
+            bare.cgroup.parent.as_deref(),
+            Some(std::path::Path::new("/configured"))
+        );
+    }
+
+    proptest! {
+        /// A caller's limits only narrow: every result is at most both sides (a missing
+        /// side is no limit), and it is one of them.
+        #[test]
+        fn limits_only_narrow(
+            own_mem in proptest::option::of(1u64..1 << 40),
+            asked_mem in proptest::option::of(1u64..1 << 40),
+            own_pids in proptest::option::of(1u64..100_000),
+            asked_pids in proptest::option::of(1u64..100_000),
+            own_cpu in proptest::option::of((1u64..1_000_000, 1_000u64..1_000_000)),
+            asked_cpu in proptest::option::of((1u64..1_000_000, 1_000u64..1_000_000)),
+        ) {
+            let mut spec = spec_with(own_mem, own_pids, own_cpu);
+            let ctx = LaunchContext {
+                limits: Limits { memory_max: asked_mem, pids_max: asked_pids, cpu_max: asked_cpu },
+                ..Default::default()
+            };
+            apply_context(&mut spec, &ctx);
+            let narrowed = |got: Option<u64>, a: Option<u64>, b: Option<u64>| {
+                got == a.or(b).map(|_| a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX)))
+            };
+            prop_assert!(narrowed(spec.cgroup.memory_max, own_mem, asked_mem));
+            prop_assert!(narrowed(spec.cgroup.pids_max, own_pids, asked_pids));
+            let share = |c: (u64, u64)| c.0 as f64 / c.1 as f64;
+            match (spec.cgroup.cpu_max, own_cpu, asked_cpu) {
+                (None, None, None) => {}
+                (Some(got), own, asked) => {
+                    prop_assert!(Some(got) == own || Some(got) == asked);
+                    for side in [own, asked].into_iter().flatten() {
+                        prop_assert!(share(got) <= share(side) + 1e-12);
+                    }
+                }
+                (None, _, _) => prop_assert!(false, "a limit was lost"),
+            }
+        }
+    }
+}
