@@ -318,6 +318,22 @@ fn cgroup_limits_stop_fork_bombs_and_memory_hogs() {
         (1..24).contains(&forked),
         "{forked} forks succeeded under pids_max 24"
     );
+    // `--pids` narrows the family's limit, and asking for more does not widen it.
+    let bomb = r#"my $n = 0; for (1..100) { my $p = fork(); last unless defined $p; if ($p == 0) { sleep 5; exit 0 } $n++ } print $n"#;
+    for (asked, below) in [("8", 8), ("1000", 24)] {
+        let out = w
+            .cairn()
+            .args(["run", "--pids", asked, "--node"])
+            .arg(&leaf)
+            .args(["--", "/usr/bin/perl", "-e", bomb])
+            .assert()
+            .success();
+        let forked: u32 = stdout_of(&out).trim().parse().unwrap();
+        assert!(
+            (1..below).contains(&forked),
+            "{forked} forks succeeded with --pids {asked} under pids_max 24"
+        );
+    }
     // Memory hog: killed by the OOM killer inside its cgroup (SIGKILL = 137), host unharmed.
     w.cairn()
         .args(["run", "--node"])
